@@ -1,7 +1,7 @@
 /* kernels/ops.h — the table of operations the DSA forward path is written against.
  *
  * Two implementations fill it: the C reference (kernels/ref/, the correctness oracle, also
- * `--device cpu`) and the CUDA kernels (kernels/*.cu). src/forward.c calls only through this
+ * `--device cpu`) and the CUDA kernels (the .cu files of kernels/). src/forward.c calls only through this
  * table, so the GPU-vs-reference test checks kernels, not two copies of the model.
  *
  * Conventions

@@ -46,4 +46,9 @@ int dsa_model_from_json(const char *path, dsa_model *m, dsa_err *e);
 /* Usage error when shapes are impossible (non-positive sizes, topk_group > n_group, ...). */
 int dsa_model_validate(const dsa_model *m, dsa_err *e);
 
+
+#include <stdio.h>
+/* Every field of every model as a table: one row per field, one column per model, then the
+ * assumptions of each. */
+void dsa_models_print(FILE *o, const dsa_model *models, int n);
 #endif

@@ -1,0 +1,41 @@
+/* src/forward.h — the DSA forward path (DESIGN.md §1, §3), written once against the ops table
+ * (kernels/ops.h): chunked prefill of one request, or one batched decode step. */
+#ifndef DSA_FORWARD_H
+#define DSA_FORWARD_H
+
+#include <stdint.h>
+
+#include "err.h"
+#include "model.h"
+#include "ops.h"
+#include "profiler.h"
+
+typedef struct dsa_fwd_opts {
+    int layers;         /* layers run (<= model layers) */
+    int shared_weights; /* all layers use one layer's weights */
+    int weight_fp8;     /* FP8 weights with 128x128 block scales */
+    uint64_t seed;      /* weights, tokens and decode caches derive from it */
+    /* Debug hook, called after each layer's sparse attention with the indices it used
+     * (device memory of the ops; rows x topk int32) and the F layer that produced them. */
+    void (*on_indices)(void *user, int layer, int src_layer, const int32_t *idx, int rows,
+                       int topk);
+    void *user;
+} dsa_fwd_opts;
+
+typedef struct dsa_fwd dsa_fwd;
+
+/* Allocates and fills weights, caches (decode: random-filled, context tokens per request)
+ * and workspace. fs: the F/S string of opts->layers chars. */
+int dsa_fwd_create(const dsa_model *m, const dsa_ops *ops, const dsa_fwd_opts *opts,
+                   const char *fs, int phase, int64_t context, int batch, int chunk,
+                   dsa_fwd **out, dsa_err *e);
+/* Prefill: every chunk of the context through every layer, then lm_head of the last token.
+ * Decode: one token for each of the batch's requests at position `context`. */
+int dsa_fwd_step(dsa_fwd *f, dsa_prof *prof, dsa_err *e);
+/* Rows of the last step's final hidden state (after final_norm): prefill the last chunk's,
+ * decode one per request. */
+int dsa_fwd_rows(const dsa_fwd *f);
+int dsa_fwd_download_hidden(dsa_fwd *f, bf16_t *host, dsa_err *e); /* rows x hidden */
+void dsa_fwd_destroy(dsa_fwd *f);
+
+#endif

@@ -1,0 +1,51 @@
+/* src/h5report.h — the HDF5 report of one run (DESIGN.md §5): a dsa_run (results.h) written to a
+ * file and read back. report, plot and compare read files only through dsa_h5_read.
+ *
+ * Layout, schema "dsa-bench/1" (strings are variable-length UTF-8, so h5py reads them as str):
+ *
+ *   /                 attributes: schema, tool_version, git_sha, utc, argv (strings),
+ *                     layers_run, shared_weights (int32)
+ *   /device           group; one attribute per dsa_device_info field (units are in the names:
+ *                     l2_bytes, sm_clock_mhz, copy_gbs, ...)
+ *   /model            group; one string attribute per model field, named by its short key and
+ *                     written with dsa_model_field_format, read back with dsa_model_set; plus
+ *                     name and assumptions, where the field table has no field of that key
+ *   /points           group (see below)
+ *   /points/table     compound dataset, one row per point: id, phase, context, batch, chunk,
+ *                     config, fs, n_full, n_layers, reps, wall_median_ms, wall_min_ms,
+ *                     wall_stdev_ms, indexer_ms, indexer_share, tok_s, status (int32),
+ *                     status_name ("ok" | "skipped" | "failed"), reason
+ *   /points/<id>/components  compound: name (string), component (enum), median_ms, min_ms,
+ *                     stdev_ms, share, kernels
+ *   /points/<id>/kernels     compound: rep, layer, component (enum), name, start_ns, end_ns,
+ *                     graph_node (uint64), grid[3], block[3]
+ *   /points/<id>/samples     1-D double, wall ms per repetition; attribute units = "ms"
+ *
+ * <id> is the point's id in decimal. `component` members carry an HDF5 enum type whose names are
+ * component.h's vocabulary (h5dump prints the names, h5py gives ints with the mapping). Every
+ * compound dataset has a "units" attribute: one string per member, in member order, "" where the
+ * member has no unit. Datasets of zero rows are written as such (a skipped point has no kernels).
+ *
+ * Why /points is a group and not the table itself: an HDF5 dataset cannot have children, and each
+ * point owns three variable-sized arrays (components, kernels, samples). So the one-row-per-point
+ * table lives at /points/table and the per-point arrays beside it under /points/<id>/.
+ */
+#ifndef DSA_H5REPORT_H
+#define DSA_H5REPORT_H
+
+#include "err.h"
+#include "results.h"
+
+/* Writes run to path + ".tmp", then renames it to path, so a crash never leaves a half file.
+ * The schema attribute is always DSA_SCHEMA (run->schema is not consulted). On failure returns
+ * DSA_EXIT_RUNTIME with a one-line message, and neither the .tmp nor a new path is left behind
+ * (an existing file at path is untouched). */
+int dsa_h5_write(const char *path, const dsa_run *run, dsa_err *e);
+
+/* Reads a report into run (overwritten, not freed first; release it with dsa_run_free). On
+ * failure returns DSA_EXIT_RUNTIME with a one-line message — missing file, not HDF5 / truncated /
+ * corrupt, not a dsa-bench report, unsupported schema — and leaves run zeroed. HDF5's own error
+ * printing is silenced for the duration of both calls. */
+int dsa_h5_read(const char *path, dsa_run *run, dsa_err *e);
+
+#endif

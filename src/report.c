@@ -1,0 +1,174 @@
+#include "report.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int is_decode(const dsa_point *p) { return strcmp(p->phase, "decode") == 0; }
+
+int dsa_report_rows(const dsa_run *runs, int n_runs, dsa_report_row **rows, int *n_rows)
+{
+    int n = 0;
+    for (int r = 0; r < n_runs; r++) n += runs[r].n_points;
+    dsa_report_row *out = calloc((size_t)(n ? n : 1), sizeof *out);
+    if (!out) return -1;
+    int k = 0;
+    for (int r = 0; r < n_runs; r++)
+        for (int i = 0; i < runs[r].n_points; i++) {
+            const dsa_point *p = &runs[r].points[i];
+            dsa_report_row *row = &out[k++];
+            row->run = &runs[r];
+            row->pt = p;
+            row->speedup_pct = row->amdahl_pct = NAN;
+            row->time = row->tok_s_req = row->tok_s_all = NAN;
+            if (p->status != DSA_POINT_OK) continue;
+            row->time = is_decode(p) ? p->wall_median_ms : p->wall_median_ms * 1e-3;
+            row->tok_s_all = p->tok_s;
+            row->tok_s_req = is_decode(p) ? 1e3 / p->wall_median_ms : p->tok_s;
+            /* the full-indexer point of the same model, phase, context and batch, any file */
+            for (int r2 = 0; r2 < n_runs && !row->full; r2++) {
+                if (strcmp(runs[r2].model.name, runs[r].model.name) || runs[r2].layers_run != runs[r].layers_run) continue;
+                for (int j = 0; j < runs[r2].n_points; j++) {
+                    const dsa_point *q = &runs[r2].points[j];
+                    if (q->status == DSA_POINT_OK && q->n_full == q->n_layers && !strcmp(q->phase, p->phase) &&
+                        q->context == p->context && q->batch == p->batch && q->chunk == p->chunk) {
+                        row->full = q;
+                        break;
+                    }
+                }
+            }
+            if (row->full) {
+                row->speedup_pct = 100.0 * row->full->wall_median_ms / p->wall_median_ms;
+                double s = row->full->indexer_share, fr = (double)p->n_full / p->n_layers;
+                row->amdahl_pct = 100.0 / ((1 - s) + s * fr);
+            }
+        }
+    *rows = out;
+    *n_rows = k;
+    return 0;
+}
+
+static const char *status_name(int s) { return s == DSA_POINT_OK ? "ok" : s == DSA_POINT_SKIPPED ? "skipped" : "failed"; }
+
+/* A number or a dash; w = width, prec = decimals. */
+static void num(FILE *o, int w, int prec, double v)
+{
+    if (isnan(v)) fprintf(o, " %*s", w, "-");
+    else fprintf(o, " %*.*f", w, prec, v);
+}
+
+static void print_text(FILE *o, const dsa_report_row *rows, int n, int md)
+{
+    const char *sep = md ? " |" : "";
+    for (int phase = 0; phase < 2; phase++) {
+        int any = 0;
+        for (int i = 0; i < n; i++) any |= is_decode(rows[i].pt) == phase;
+        if (!any) continue;
+        const char *tcol = phase ? "ms/step" : "time_s";
+        if (md) {
+            fprintf(o, "\n**%s**\n\n| model | context | batch | config | F | reps | %s | tok/s/req | tok/s | speedup %% | amdahl %% | "
+                       "indexer %% | status |\n|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n",
+                    phase ? "decode" : "prefill", tcol);
+        } else {
+            fprintf(o, "# %s\n", phase ? "decode (one step, CUDA-graph replay on the GPU)" : "prefill (all chunks, all layers)");
+            fprintf(o, "# %-18s %9s %5s %-12s %7s %4s %10s %11s %11s %8s %8s %8s  %s\n", "model", "context", "batch",
+                    "config", "F", "reps", tcol, "tok/s/req", "tok/s", "speedup%", "amdahl%", "indexer%", "status");
+        }
+        for (int i = 0; i < n; i++) {
+            const dsa_report_row *r = &rows[i];
+            const dsa_point *p = r->pt;
+            if (is_decode(p) != phase) continue;
+            char F[32];
+            snprintf(F, sizeof F, "%d/%d", p->n_full, p->n_layers);
+            if (md) fprintf(o, "| %s | %lld | %d | %s | %s | %d |", r->run->model.name, (long long)p->context, p->batch,
+                            p->config, F, p->reps);
+            else fprintf(o, "  %-18s %9lld %5d %-12s %7s %4d", r->run->model.name, (long long)p->context, p->batch,
+                         p->config, F, p->reps);
+            num(o, 10, phase ? 3 : 4, r->time); fputs(sep, o);
+            num(o, 11, 1, r->tok_s_req); fputs(sep, o);
+            num(o, 11, 1, r->tok_s_all); fputs(sep, o);
+            num(o, 8, 1, r->speedup_pct); fputs(sep, o);
+            num(o, 8, 1, r->amdahl_pct); fputs(sep, o);
+            num(o, 8, 1, p->status == DSA_POINT_OK ? 100 * p->indexer_share : NAN); fputs(sep, o);
+            if (p->status == DSA_POINT_OK) fprintf(o, "  ok");
+            else fprintf(o, "  %s: %s", status_name(p->status), p->reason);
+            fputs(md ? " |\n" : "\n", o);
+        }
+    }
+}
+
+static void json_str(FILE *o, const char *s)
+{
+    fputc('"', o);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') fprintf(o, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20) fprintf(o, "\\u%04x", *s);
+        else fputc(*s, o);
+    }
+    fputc('"', o);
+}
+
+static void json_num(FILE *o, double v)
+{
+    if (isnan(v) || isinf(v)) fputs("null", o);
+    else fprintf(o, "%.6g", v);
+}
+
+static void print_records(FILE *o, const dsa_report_row *rows, int n, int json)
+{
+    static const char *const cols[] = {"model", "phase", "context", "batch", "chunk", "config", "n_full", "n_layers",
+                                       "reps", "time", "time_unit", "tok_s_per_request", "tok_s", "speedup_pct",
+                                       "amdahl_pct", "indexer_share_pct", "status", "reason"};
+    int nc = (int)(sizeof cols / sizeof cols[0]);
+    if (json) fputs("[\n", o);
+    else
+        for (int c = 0; c < nc; c++) fprintf(o, "%s%s", cols[c], c + 1 < nc ? "," : "\n");
+    for (int i = 0; i < n; i++) {
+        const dsa_report_row *r = &rows[i];
+        const dsa_point *p = r->pt;
+        double v[] = {NAN, NAN, (double)p->context, p->batch, p->chunk, NAN, p->n_full, p->n_layers, p->reps, r->time,
+                      NAN, r->tok_s_req, r->tok_s_all, r->speedup_pct, r->amdahl_pct,
+                      p->status == DSA_POINT_OK ? 100 * p->indexer_share : NAN, NAN, NAN};
+        const char *s[] = {r->run->model.name, p->phase, NULL, NULL, NULL, p->config, NULL, NULL, NULL, NULL,
+                           is_decode(p) ? "ms" : "s", NULL, NULL, NULL, NULL, NULL, status_name(p->status), p->reason};
+        if (json) fputs("  {", o);
+        for (int c = 0; c < nc; c++) {
+            if (json) {
+                fprintf(o, "%s\"%s\": ", c ? ", " : "", cols[c]);
+                if (s[c]) json_str(o, s[c]);
+                else json_num(o, v[c]);
+            } else {
+                if (s[c]) {
+                    /* csv: quote fields that could hold commas */
+                    if (strpbrk(s[c], ",\"")) fprintf(o, "\"%s\"", s[c]);
+                    else fputs(s[c], o);
+                } else if (!isnan(v[c])) fprintf(o, "%.6g", v[c]);
+                fputc(c + 1 < nc ? ',' : '\n', o);
+            }
+        }
+        if (json) fprintf(o, "}%s\n", i + 1 < n ? "," : "");
+    }
+    if (json) fputs("]\n", o);
+}
+
+int dsa_report_print(FILE *o, const dsa_run *runs, int n_runs, int format)
+{
+    dsa_report_row *rows;
+    int n;
+    if (dsa_report_rows(runs, n_runs, &rows, &n)) return -1;
+    if (format == DSA_FMT_TEXT || format == DSA_FMT_MD) {
+        for (int r = 0; r < n_runs; r++) {
+            const dsa_run *u = &runs[r];
+            fprintf(o, "%s %s: %s, %d of %d layers, %s weights; device %s (%s); %s, git %s\n",
+                    format == DSA_FMT_MD ? ">" : "#", u->utc, u->model.name, u->layers_run, u->model.n_layers,
+                    u->shared_weights ? "shared" : "per-layer", u->dev.name, u->dev.kind, u->schema, u->git_sha);
+        }
+        fprintf(o, "%s speedup%%: full-indexer time / this time; amdahl%%: 1/((1-s)+s*F/layers) from the full "
+                   "point's indexer share s\n",
+                format == DSA_FMT_MD ? ">" : "#");
+        print_text(o, rows, n, format == DSA_FMT_MD);
+    } else
+        print_records(o, rows, n, format == DSA_FMT_JSON);
+    free(rows);
+    return 0;
+}

@@ -1,0 +1,50 @@
+/* src/sweep.h — `dsa-bench run`: the cartesian product of phases x contexts x batches x
+ * configs (nvbench-style axes), each point planned, run with warm-up and a noise-based
+ * stopping rule, every sample kept, and the HDF5 report rewritten after every point. */
+#ifndef DSA_SWEEP_H
+#define DSA_SWEEP_H
+
+#include <stdint.h>
+
+#include "args.h"
+#include "err.h"
+#include "model.h"
+#include "results.h"
+
+typedef struct dsa_sweep_opts {
+    dsa_model model;
+    int layers;         /* 0 = all of the model's */
+    int shared_weights;
+    int weight_fp8;
+    int device_cpu;     /* --device cpu: the C reference and host timers */
+    int64_t contexts[DSA_MAX_LIST];
+    int n_contexts;
+    const char *configs[DSA_MAX_LIST];
+    int n_configs;
+    int phases[2];      /* enum dsa_phase, in order */
+    int n_phases;
+    int64_t batches[DSA_MAX_LIST];
+    int n_batches;
+    int chunk;
+    int reps;           /* at least this many measured repetitions (>= 3) */
+    int warmup;         /* >= 1 */
+    double max_time_s;  /* stop adding repetitions after this long (per point) */
+    double target_rsd;  /* ... or once stdev / median is at most this */
+    uint64_t seed;
+    double mem_gib;     /* 0: what the device has free */
+    const char *out_path; /* NULL: no file */
+    const char *argv;
+} dsa_sweep_opts;
+
+void dsa_sweep_defaults(dsa_sweep_opts *o);
+/* Validates every axis value first (usage errors, exit 2, before anything runs), then runs.
+ * Points that do not fit are recorded as skipped; a failing point stops the sweep (exit 3)
+ * with the file written up to the last good point. */
+int dsa_sweep_run(const dsa_sweep_opts *o, dsa_run *run, dsa_err *e);
+
+/* Summary statistics of n samples (n >= 1). */
+double dsa_median(const double *x, int n);
+double dsa_stdev(const double *x, int n);
+double dsa_min(const double *x, int n);
+
+#endif

@@ -24,5 +24,6 @@ int cmd_models(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_kernels(int argc, char **argv);
 
 #endif

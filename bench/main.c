@@ -13,6 +13,7 @@ static const struct {
     {"plan", cmd_plan, "memory, FLOPs, bytes and roofline floor per sweep point; no GPU needed"},
     {"run", cmd_run, "run the sweep (prefill and decode) and write an HDF5 report"},
     {"report", cmd_report, "paper-style table from one or more HDF5 reports"},
+    {"kernels", cmd_kernels, "time each GPU kernel on its DESIGN.md shapes against the measured ceilings"},
 };
 
 static void usage(FILE *o)

@@ -45,6 +45,7 @@ typedef struct dsa_point {
     double wall_median_ms, wall_min_ms, wall_stdev_ms;
     double indexer_ms, indexer_share; /* sum of the indexer group's medians; / wall median */
     double tok_s;                     /* prefill: context / wall; decode: batch / wall */
+    double flops, bytes;              /* work of one repetition as counted (kernels), else 0 */
     int32_t status;                   /* enum dsa_point_status */
     char reason[256];                 /* why skipped or failed; "" when ok */
     double *samples;                  /* wall ms per repetition, reps of them */

@@ -1,0 +1,59 @@
+/* kernels/cuda_ctx.h — state shared by the CUDA implementation of the ops table: the stream
+ * every launch goes to, the cuBLASLt handle and workspace, a scratch arena, and the last
+ * error message. Included by the .cu files (C++) and the C files of kernels/. */
+#ifndef DSA_KERNELS_CUDA_CTX_H
+#define DSA_KERNELS_CUDA_CTX_H
+
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+#include <stddef.h>
+
+#include "ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DSA_GEMM_CACHE 64
+
+/* A cuBLASLt algorithm chosen once per shape (DESIGN: "chosen once per shape and cached"). */
+typedef struct dsa_gemm_plan {
+    int used;
+    int m, n, k, lda, ldd, dtype, residual;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t a, b, c;
+    cublasLtMatmulAlgo_t algo;
+} dsa_gemm_plan;
+
+typedef struct dsa_cuda_ctx {
+    int device, sms;
+    size_t smem_optin; /* largest dynamic shared memory a block may ask for */
+    cudaStream_t stream;
+    cublasLtHandle_t lt;
+    void *lt_ws;
+    size_t lt_ws_bytes;
+    void *scratch; /* grown by dsa_cuda_scratch; reserve it before a graph capture */
+    size_t scratch_bytes;
+    dsa_gemm_plan gemm_plans[DSA_GEMM_CACHE];
+    char err[512];
+} dsa_cuda_ctx;
+
+/* Fill *ops with the CUDA implementation on `device`. Non-zero with a message in *err when
+ * there is no usable GPU. */
+int dsa_cuda_ops_init(dsa_ops *ops, int device, char *err, size_t err_len);
+void dsa_cuda_ops_fini(dsa_ops *ops);
+
+/* Records "op: message" in the context and returns DSA_EOP. */
+int dsa_cuda_fail(dsa_cuda_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* After a launch: DSA_OK, or the launch error recorded against `op`. */
+int dsa_cuda_check(dsa_cuda_ctx *c, const char *op);
+/* A CUDA runtime status: DSA_OK, or the error recorded against `op`. */
+int dsa_cuda_status(dsa_cuda_ctx *c, cudaError_t st, const char *op);
+/* Device scratch of at least `bytes` (contents undefined, shared by all ops: valid until the
+ * next op). Allocation happens only when it grows, so size it once before capturing a graph. */
+int dsa_cuda_scratch(dsa_cuda_ctx *c, size_t bytes, void **p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,163 @@
+/* kernels/cuda_ops.c — the CUDA ops table: context, memory, and the launchers of kernels/. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_ops.h"
+
+#define LT_WORKSPACE (64u << 20) /* cuBLASLt workspace: enough for its fastest Hopper kernels */
+
+int dsa_cuda_fail(dsa_cuda_ctx *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof c->err, fmt, ap);
+    va_end(ap);
+    return DSA_EOP;
+}
+
+int dsa_cuda_status(dsa_cuda_ctx *c, cudaError_t st, const char *op)
+{
+    if (st == cudaSuccess) return DSA_OK;
+    return dsa_cuda_fail(c, "%s: %s", op, cudaGetErrorString(st));
+}
+
+int dsa_cuda_check(dsa_cuda_ctx *c, const char *op) { return dsa_cuda_status(c, cudaGetLastError(), op); }
+
+int dsa_cuda_scratch(dsa_cuda_ctx *c, size_t bytes, void **p)
+{
+    if (bytes > c->scratch_bytes) {
+        if (c->scratch) cudaFree(c->scratch);
+        c->scratch = NULL;
+        c->scratch_bytes = 0;
+        cudaError_t st = cudaMalloc(&c->scratch, bytes);
+        if (st != cudaSuccess) return dsa_cuda_fail(c, "scratch of %zu bytes: %s", bytes, cudaGetErrorString(st));
+        c->scratch_bytes = bytes;
+    }
+    *p = c->scratch;
+    return DSA_OK;
+}
+
+static const char *last_error(void *ctx) { return ((dsa_cuda_ctx *)ctx)->err; }
+
+static int cuda_alloc(void *ctx, void **p, size_t bytes)
+{
+    dsa_cuda_ctx *c = ctx;
+    cudaError_t st = cudaMalloc(p, bytes);
+    if (st != cudaSuccess) {
+        *p = NULL;
+        cudaGetLastError(); /* clear the sticky-free allocation error */
+        return dsa_cuda_fail(c, "cudaMalloc(%zu): %s", bytes, cudaGetErrorString(st));
+    }
+    return dsa_cuda_status(c, cudaMemsetAsync(*p, 0, bytes, c->stream), "alloc: memset");
+}
+
+static void cuda_release(void *ctx, void *p)
+{
+    (void)ctx;
+    cudaFree(p);
+}
+
+static int cuda_upload(void *ctx, void *dst, const void *src, size_t bytes)
+{
+    dsa_cuda_ctx *c = ctx;
+    return dsa_cuda_status(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, c->stream), "upload");
+}
+
+static int cuda_download(void *ctx, void *dst, const void *src, size_t bytes)
+{
+    dsa_cuda_ctx *c = ctx;
+    int rc = dsa_cuda_status(c, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, c->stream), "download");
+    return rc ? rc : dsa_cuda_status(c, cudaStreamSynchronize(c->stream), "download: sync");
+}
+
+static int cuda_sync(void *ctx)
+{
+    dsa_cuda_ctx *c = ctx;
+    return dsa_cuda_status(c, cudaStreamSynchronize(c->stream), "sync");
+}
+
+int dsa_cuda_ops_init(dsa_ops *ops, int device, char *err, size_t err_len)
+{
+    memset(ops, 0, sizeof *ops);
+    int n = 0;
+    cudaError_t st = cudaGetDeviceCount(&n);
+    if (st != cudaSuccess || n <= device) {
+        snprintf(err, err_len, "no CUDA GPU: %s", st != cudaSuccess ? cudaGetErrorString(st) : "none found");
+        return DSA_EOP;
+    }
+    dsa_cuda_ctx *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, err_len, "out of host memory");
+        return DSA_EOP;
+    }
+    c->device = device;
+    struct cudaDeviceProp prop;
+    cublasStatus_t bs = CUBLAS_STATUS_SUCCESS;
+    if ((st = cudaSetDevice(device)) != cudaSuccess || (st = cudaGetDeviceProperties(&prop, device)) != cudaSuccess ||
+        (st = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess ||
+        (st = cudaMalloc(&c->lt_ws, LT_WORKSPACE)) != cudaSuccess ||
+        (bs = cublasLtCreate(&c->lt)) != CUBLAS_STATUS_SUCCESS) {
+        snprintf(err, err_len, "CUDA set-up failed: %s",
+                 st != cudaSuccess ? cudaGetErrorString(st) : cublasLtGetStatusString(bs));
+        if (c->lt_ws) cudaFree(c->lt_ws);
+        if (c->stream) cudaStreamDestroy(c->stream);
+        free(c);
+        return DSA_EOP;
+    }
+    c->sms = prop.multiProcessorCount;
+    c->smem_optin = prop.sharedMemPerBlockOptin;
+    c->lt_ws_bytes = LT_WORKSPACE;
+    ops->name = "cuda";
+    ops->ctx = c;
+    ops->last_error = last_error;
+    ops->alloc = cuda_alloc;
+    ops->release = cuda_release;
+    ops->upload = cuda_upload;
+    ops->download = cuda_download;
+    ops->sync = cuda_sync;
+    ops->fill_bf16 = dsa_cuda_fill_bf16;
+    ops->fill_f32 = dsa_cuda_fill_f32;
+    ops->embed = dsa_cuda_embed;
+    ops->rmsnorm = dsa_cuda_rmsnorm;
+    ops->layernorm = dsa_cuda_layernorm;
+    ops->gemm = dsa_cuda_gemm;
+    ops->rope = dsa_cuda_rope;
+    ops->swiglu = dsa_cuda_swiglu;
+    ops->mla_cache_write_bf16 = dsa_cuda_mla_cache_write_bf16;
+    ops->mla_cache_write_fp8 = dsa_cuda_mla_cache_write_fp8;
+    ops->idx_prep_q = dsa_cuda_idx_prep_q;
+    ops->idx_prep_k = dsa_cuda_idx_prep_k;
+    ops->idx_logits_prefill = dsa_cuda_idx_logits_prefill;
+    ops->idx_logits_decode = dsa_cuda_idx_logits_decode;
+    ops->topk = dsa_cuda_topk;
+    ops->mla_absorb = dsa_cuda_mla_absorb;
+    ops->sparse_attn_prefill = dsa_cuda_sparse_attn_prefill;
+    ops->sparse_attn_decode = dsa_cuda_sparse_attn_decode;
+    ops->mla_out = dsa_cuda_mla_out;
+    ops->moe_router = dsa_cuda_moe_router;
+    ops->moe_experts = dsa_cuda_moe_experts;
+    return DSA_OK;
+}
+
+void dsa_cuda_ops_fini(dsa_ops *ops)
+{
+    dsa_cuda_ctx *c = ops->ctx;
+    if (!c) return;
+    cudaStreamSynchronize(c->stream);
+    for (int i = 0; i < DSA_GEMM_CACHE; i++) {
+        dsa_gemm_plan *p = &c->gemm_plans[i];
+        if (!p->used) continue;
+        cublasLtMatmulDescDestroy(p->desc);
+        cublasLtMatrixLayoutDestroy(p->a);
+        cublasLtMatrixLayoutDestroy(p->b);
+        cublasLtMatrixLayoutDestroy(p->c);
+    }
+    cublasLtDestroy(c->lt);
+    cudaFree(c->lt_ws);
+    if (c->scratch) cudaFree(c->scratch);
+    cudaStreamDestroy(c->stream);
+    free(c);
+    memset(ops, 0, sizeof *ops);
+}

@@ -1,0 +1,137 @@
+/* tests/gpu_harness.h — what the GPU tests share: both ops tables (CUDA and the C reference),
+ * buffers mirrored on host and device, and the error measures. Every kernel is run through
+ * its dsa_ops member with the same arguments the reference gets, so a test is
+ *   ref.op(ref.ctx, host...);  gpu.op(gpu.ctx, device...);  compare. */
+#ifndef DSA_TEST_GPU_HARNESS_H
+#define DSA_TEST_GPU_HARNESS_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "cuda_ctx.h"
+#include "ref.h"
+
+typedef struct gpu_env {
+    dsa_ops gpu, ref;
+} gpu_env;
+
+/* 0, or 77 (skip) when there is no GPU. */
+static int gpu_env_init(gpu_env *env)
+{
+    char err[256];
+    if (dsa_cuda_ops_init(&env->gpu, 0, err, sizeof err)) {
+        printf("skipped: %s\n", err);
+        return 77;
+    }
+    if (dsa_ref_ops_init(&env->ref)) {
+        fprintf(stderr, "cannot set up the reference\n");
+        exit(1);
+    }
+    return 0;
+}
+
+static void gpu_env_fini(gpu_env *env)
+{
+    dsa_cuda_ops_fini(&env->gpu);
+    dsa_ref_ops_fini(&env->ref);
+}
+
+/* Host copy h and device copy d of the same bytes. */
+typedef struct mirror {
+    void *h, *d;
+    size_t bytes;
+} mirror;
+
+static void gpu_die(gpu_env *env, const char *what)
+{
+    fprintf(stderr, "%s: %s\n", what, env->gpu.last_error(env->gpu.ctx));
+    exit(1);
+}
+
+/* Host memory is poisoned (0xA5) so an unwritten output cannot pass as a right one. */
+static mirror mirror_new(gpu_env *env, size_t bytes)
+{
+    mirror m = {malloc(bytes ? bytes : 1), NULL, bytes};
+    if (!m.h) { fprintf(stderr, "out of host memory\n"); exit(1); }
+    memset(m.h, 0xA5, bytes);
+    if (env->gpu.alloc(env->gpu.ctx, &m.d, bytes ? bytes : 1)) gpu_die(env, "alloc");
+    if (bytes && env->gpu.upload(env->gpu.ctx, m.d, m.h, bytes)) gpu_die(env, "upload");
+    return m;
+}
+
+static void mirror_up(gpu_env *env, mirror *m)
+{
+    if (m->bytes && env->gpu.upload(env->gpu.ctx, m->d, m->h, m->bytes)) gpu_die(env, "upload");
+}
+
+/* Device -> a fresh host buffer (caller frees). Syncs, and checks the stream for errors. */
+static void *mirror_down(gpu_env *env, const mirror *m)
+{
+    void *h = malloc(m->bytes ? m->bytes : 1);
+    if (!h) { fprintf(stderr, "out of host memory\n"); exit(1); }
+    if (m->bytes && env->gpu.download(env->gpu.ctx, h, m->d, m->bytes)) gpu_die(env, "download");
+    return h;
+}
+
+static void mirror_free(gpu_env *env, mirror *m)
+{
+    free(m->h);
+    env->gpu.release(env->gpu.ctx, m->d);
+    m->h = m->d = NULL;
+}
+
+/* Random bf16 / fp32 contents, the same on host and device. */
+static mirror mirror_rand_bf16(gpu_env *env, size_t n, uint64_t seed, float scale)
+{
+    mirror m = mirror_new(env, n * sizeof(bf16_t));
+    env->ref.fill_bf16(env->ref.ctx, m.h, n, seed, scale);
+    mirror_up(env, &m);
+    return m;
+}
+
+static mirror mirror_rand_f32(gpu_env *env, size_t n, uint64_t seed, float scale)
+{
+    mirror m = mirror_new(env, n * sizeof(float));
+    env->ref.fill_f32(env->ref.ctx, m.h, n, seed, scale);
+    mirror_up(env, &m);
+    return m;
+}
+
+/* ||a - b|| / ||b|| over n bf16 or fp32 values; NaN or Inf anywhere in a gives +inf. */
+static double rel_err_bf16(const bf16_t *a, const bf16_t *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double x = dsa_bf16_to_f32(a[i]), y = dsa_bf16_to_f32(b[i]);
+        if (!isfinite(x)) return INFINITY;
+        num += (x - y) * (x - y);
+        den += y * y;
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static double rel_err_f32(const float *a, const float *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (isinf(b[i]) && a[i] == b[i]) continue; /* -inf where both mask */
+        if (!isfinite(a[i]) || !isfinite(b[i])) return INFINITY;
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += (double)b[i] * b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* Prints one result line and counts a failure when err > tol (NaN fails too). */
+static void expect_close(const char *what, double err, double tol)
+{
+    int ok = err <= tol;
+    printf("%-60s rel err %.3e (tol %.1e) %s\n", what, err, tol, ok ? "ok" : "FAIL");
+    if (!ok) check_failures++;
+}
+
+#endif

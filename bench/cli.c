@@ -40,11 +40,12 @@ static void usage(FILE *o, int cmd)
                    "      --warmup N                 warm-up repetitions, >= 1 (1)\n"
                    "      --max-time S               add repetitions until stdev <= 1%% of the median or S seconds (30; 2 with --device cpu)\n"
                    "      --seed N                   synthetic weights and inputs (1)\n"
+                   "      --graph on|off             decode: replay the step as a CUDA graph (on)\n"
                    "  -o, --output FILE.h5           HDF5 report (written to FILE.h5.tmp, then renamed)\n");
 }
 
 enum { O_SET = 256, O_CHUNK, O_LAYERS, O_WEIGHTS, O_WDTYPE, O_MEM, O_PBF16, O_PFP8, O_BW, O_WARMUP, O_MAXT,
-       O_DEVICE, O_SEED };
+       O_DEVICE, O_SEED, O_GRAPH };
 
 int cli_parse_axes(int argc, char **argv, int cmd, cli_axes *a)
 {
@@ -54,7 +55,8 @@ int cli_parse_axes(int argc, char **argv, int cmd, cli_axes *a)
         {"phase", 1, 0, 'p'}, {"batch", 1, 0, 'b'}, {"chunk", 1, 0, O_CHUNK}, {"layers", 1, 0, O_LAYERS},
         {"weights", 1, 0, O_WEIGHTS}, {"weight-dtype", 1, 0, O_WDTYPE}, {"mem", 1, 0, O_MEM},
         {"help", 0, 0, 'h'}, {"device", 1, 0, O_DEVICE}, {"reps", 1, 0, 'r'}, {"warmup", 1, 0, O_WARMUP},
-        {"max-time", 1, 0, O_MAXT}, {"seed", 1, 0, O_SEED}, {"output", 1, 0, 'o'}, {0, 0, 0, 0}};
+        {"max-time", 1, 0, O_MAXT}, {"seed", 1, 0, O_SEED}, {"output", 1, 0, 'o'}, {"graph", 1, 0, O_GRAPH},
+        {0, 0, 0, 0}};
     static const struct option plan_opts[] = {
         {"model", 1, 0, 'm'}, {"set", 1, 0, O_SET}, {"context", 1, 0, 'c'}, {"config", 1, 0, 'i'},
         {"phase", 1, 0, 'p'}, {"batch", 1, 0, 'b'}, {"chunk", 1, 0, O_CHUNK}, {"layers", 1, 0, O_LAYERS},
@@ -110,6 +112,11 @@ int cli_parse_axes(int argc, char **argv, int cmd, cli_axes *a)
             if (!strcmp(optarg, "fp8")) s->weight_fp8 = 1;
             else if (!strcmp(optarg, "bf16")) s->weight_fp8 = 0;
             else return cli_error(name, 2, "--weight-dtype: expected bf16 or fp8");
+            break;
+        case O_GRAPH:
+            if (!strcmp(optarg, "on")) s->no_graph = 0;
+            else if (!strcmp(optarg, "off")) s->no_graph = 1;
+            else return cli_error(name, 2, "--graph: expected on or off");
             break;
         case O_DEVICE:
             if (!strcmp(optarg, "cpu")) s->device_cpu = 1;

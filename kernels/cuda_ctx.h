@@ -35,6 +35,7 @@ typedef struct dsa_cuda_ctx {
     void *scratch; /* grown by dsa_cuda_scratch; reserve it before a graph capture */
     size_t scratch_bytes;
     dsa_gemm_plan gemm_plans[DSA_GEMM_CACHE];
+    cudaEvent_t events[8];
     char err[512];
 } dsa_cuda_ctx;
 

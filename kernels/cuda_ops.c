@@ -78,6 +78,63 @@ static int cuda_sync(void *ctx)
     return dsa_cuda_status(c, cudaStreamSynchronize(c->stream), "sync");
 }
 
+static int cuda_event_record(void *ctx, int slot)
+{
+    dsa_cuda_ctx *c = ctx;
+    if (slot < 0 || slot >= 8) return dsa_cuda_fail(c, "event_record: slot %d", slot);
+    return dsa_cuda_status(c, cudaEventRecord(c->events[slot], c->stream), "event_record");
+}
+
+static int cuda_event_elapsed_ms(void *ctx, int from, int to, double *ms)
+{
+    dsa_cuda_ctx *c = ctx;
+    float f = 0;
+    int rc = dsa_cuda_status(c, cudaEventSynchronize(c->events[to]), "event sync");
+    if (!rc) rc = dsa_cuda_status(c, cudaEventElapsedTime(&f, c->events[from], c->events[to]), "event elapsed");
+    *ms = f;
+    return rc;
+}
+
+/* Thread-local capture: other threads' CUDA calls are not part of the graph. */
+static int cuda_graph_begin(void *ctx)
+{
+    dsa_cuda_ctx *c = ctx;
+    return dsa_cuda_status(c, cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal), "graph capture");
+}
+
+static int cuda_graph_end(void *ctx, void **graph)
+{
+    dsa_cuda_ctx *c = ctx;
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t exec = NULL;
+    int rc = dsa_cuda_status(c, cudaStreamEndCapture(c->stream, &g), "graph capture end");
+    if (!rc) rc = dsa_cuda_status(c, cudaGraphInstantiate(&exec, g, 0), "graph instantiate");
+    if (g) cudaGraphDestroy(g);
+    *graph = rc ? NULL : (void *)exec;
+    return rc;
+}
+
+static int cuda_graph_launch(void *ctx, void *graph)
+{
+    dsa_cuda_ctx *c = ctx;
+    return dsa_cuda_status(c, cudaGraphLaunch((cudaGraphExec_t)graph, c->stream), "graph launch");
+}
+
+static void cuda_graph_free(void *ctx, void *graph)
+{
+    (void)ctx;
+    if (graph) cudaGraphExecDestroy((cudaGraphExec_t)graph);
+}
+
+static cudaError_t create_events(dsa_cuda_ctx *c)
+{
+    for (int i = 0; i < 8; i++) {
+        cudaError_t st = cudaEventCreate(&c->events[i]);
+        if (st != cudaSuccess) return st;
+    }
+    return cudaSuccess;
+}
+
 int dsa_cuda_ops_init(dsa_ops *ops, int device, char *err, size_t err_len)
 {
     memset(ops, 0, sizeof *ops);
@@ -98,9 +155,11 @@ int dsa_cuda_ops_init(dsa_ops *ops, int device, char *err, size_t err_len)
     if ((st = cudaSetDevice(device)) != cudaSuccess || (st = cudaGetDeviceProperties(&prop, device)) != cudaSuccess ||
         (st = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess ||
         (st = cudaMalloc(&c->lt_ws, LT_WORKSPACE)) != cudaSuccess ||
-        (bs = cublasLtCreate(&c->lt)) != CUBLAS_STATUS_SUCCESS) {
+        (st = create_events(c)) != cudaSuccess || (bs = cublasLtCreate(&c->lt)) != CUBLAS_STATUS_SUCCESS) {
         snprintf(err, err_len, "CUDA set-up failed: %s",
                  st != cudaSuccess ? cudaGetErrorString(st) : cublasLtGetStatusString(bs));
+        for (int i = 0; i < 8; i++)
+            if (c->events[i]) cudaEventDestroy(c->events[i]);
         if (c->lt_ws) cudaFree(c->lt_ws);
         if (c->stream) cudaStreamDestroy(c->stream);
         free(c);
@@ -138,6 +197,12 @@ int dsa_cuda_ops_init(dsa_ops *ops, int device, char *err, size_t err_len)
     ops->mla_out = dsa_cuda_mla_out;
     ops->moe_router = dsa_cuda_moe_router;
     ops->moe_experts = dsa_cuda_moe_experts;
+    ops->event_record = cuda_event_record;
+    ops->event_elapsed_ms = cuda_event_elapsed_ms;
+    ops->graph_begin = cuda_graph_begin;
+    ops->graph_end = cuda_graph_end;
+    ops->graph_launch = cuda_graph_launch;
+    ops->graph_free = cuda_graph_free;
     return DSA_OK;
 }
 
@@ -154,6 +219,7 @@ void dsa_cuda_ops_fini(dsa_ops *ops)
         cublasLtMatrixLayoutDestroy(p->b);
         cublasLtMatrixLayoutDestroy(p->c);
     }
+    for (int i = 0; i < 8; i++) cudaEventDestroy(c->events[i]);
     cublasLtDestroy(c->lt);
     cudaFree(c->lt_ws);
     if (c->scratch) cudaFree(c->scratch);

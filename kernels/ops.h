@@ -176,6 +176,17 @@ typedef struct dsa_ops {
                        const float *weights, int topk, int n_experts, int inter,
                        const dsa_weight *gate_up, const dsa_weight *down,
                        const bf16_t *residual, bf16_t *out);
+
+    /* Optional (NULL in the reference). Device timing: record event `slot` (0..7) on the
+     * stream; elapsed_ms between two recorded slots, waiting for the later one. */
+    int (*event_record)(void *ctx, int slot);
+    int (*event_elapsed_ms)(void *ctx, int from, int to, double *ms);
+    /* Optional CUDA graphs: ops launched between graph_begin and graph_end are captured into
+     * *graph (nothing runs); graph_launch replays it on the stream. */
+    int (*graph_begin)(void *ctx);
+    int (*graph_end)(void *ctx, void **graph);
+    int (*graph_launch)(void *ctx, void *graph);
+    void (*graph_free)(void *ctx, void *graph);
 } dsa_ops;
 
 #ifdef __cplusplus

@@ -36,15 +36,16 @@
 // kernel merges the splits.
 //
 // Registers (h64, per compute thread): O 128 + S 32 + P as bf16 A fragments 16 + softmax state
-// and addresses: ~200 of the 216 that setmaxnreg gives the compute warpgroups (the gather
-// warpgroup keeps 72: 2 x 128 x 216 + 128 x 72 = 64512 of 65536).
+// and addresses: ptxas fits it in 208 without spills (not in 200); setmaxnreg gives the compute
+// warpgroups 216 and the gather warpgroup 72 (2 x 128 x 216 + 128 x 72 = 64512 of 65536).
+// The narrow kernel needs < 184 (O^T <= 128).
 // Shared memory (h64): Q 72 KB + 2 stages x 72 KB + WG1's P tile 8 KB (WG0's P tile reuses the
-// k_pe tile of stage 0, dead once WG0's S is computed) + 1.4 KB of masks, statistics and
-// barriers = 225.3 KB of 227.
+// k_pe tile of stage 0, dead once WG0's S is computed) + 1.3 KB of masks, statistics and
+// barriers + 1 KB alignment slack = 226.3 KB of 227. Narrow: Q N x 1152 B + 2 x 72 KB + P tiles.
 //
 // Next optimisations, not done: TMA for the Q load and the output; a persistent grid so a block's
-// prologue (Q load, first gather) overlaps the previous tile's epilogue; a third stage for the
-// narrow kernel (its shared memory allows it) to keep more gather bytes in flight.
+// prologue (Q load, first gather) overlaps the previous block's epilogue; for the gather-bound
+// narrow kernel, L2 prefetch two pairs ahead (a third 72 KB stage does not fit next to Q).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -57,42 +58,42 @@
 
 namespace {
 
-constexpr int kQkDim = DSA_MLA_DIM;    // 576: the dims of S = Q K^T
-constexpr int kVDim = DSA_KV_LORA;     // 512: the dims of O = P V
-constexpr int kChunkKeys = 64;         // keys per stage: wgmma M (narrow) or N (h64)
+constexpr int kQkDim = DSA_MLA_DIM;       // 576: the dims of S = Q K^T
+constexpr int kVDim = DSA_KV_LORA;        // 512: the dims of O = P V
+constexpr int kChunkKeys = 64;            // keys per stage: wgmma M (narrow) or N (h64)
 constexpr int kPairKeys = 2 * kChunkKeys; // one loop iteration: WG0's chunk and WG1's chunk
-constexpr int kTileBytes = 64 * 128;   // 64 rows x 64 bf16, 128-byte swizzled rows
-constexpr int kTilesQK = kQkDim / 64;  // 9 tiles per 576-dim row block
+constexpr int kTileBytes = 64 * 128;      // 64 rows x 64 bf16, 128-byte swizzled rows
+constexpr int kTilesQK = kQkDim / 64;     // 9 tiles per 576-dim row block
 constexpr int kStageBytes = kTilesQK * kTileBytes;
-constexpr int kThreads = 384;          // WG0, WG1 compute; WG2 gathers
-constexpr int kBf16RowBytes = kQkDim * 2;                  // 1152
-constexpr int kFp8RowBytes = DSA_MLA_FP8_TOKEN_BYTES;      // 656
-constexpr int kFp8ScaleOff = DSA_KV_LORA;                  // 512: 4 fp32 scales
+constexpr int kThreads = 384;                                    // WG0, WG1 compute; WG2 gathers
+constexpr int kBf16RowBytes = kQkDim * 2;                        // 1152
+constexpr int kFp8RowBytes = DSA_MLA_FP8_TOKEN_BYTES;            // 656
+constexpr int kFp8ScaleOff = DSA_KV_LORA;                        // 512: 4 fp32 scales
 constexpr int kFp8PeOff = DSA_KV_LORA + 4 * (DSA_KV_LORA / 128); // 528: 64 bf16 k_pe
-constexpr int kH64Heads = 64;          // heads per h64 block: wgmma M
-constexpr int kNarrowMaxHeads = 32;    // narrow kernel: N <= 32 keeps O^T at <= 128 fp32/thread
-constexpr int kComputeRegs = 216;      // setmaxnreg split, see the header comment
+constexpr int kH64Heads = 64;                                    // heads per h64 block: wgmma M
+constexpr int kNarrowMaxHeads = 32; // narrow kernel: N <= 32 keeps O^T at <= 128 fp32/thread
+constexpr int kComputeRegs = 216;   // setmaxnreg split, see the header comment
 constexpr int kGatherRegs = 72;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.69314718055994531f;
-constexpr float kMaxInit = -1e30f;     // finite start for running maxima: no inf - inf
+constexpr float kMaxInit = -1e30f; // finite start for running maxima: no inf - inf
 static_assert(kFp8PeOff + 2 * DSA_ROPE_DIM == kFp8RowBytes, "FP8 MLA row layout");
 
 // Named barriers (0 is __syncthreads).
 enum : int {
     kBarCompute = 1, // both compute warpgroups (256 threads)
-    kBarMax0 = 2,    // h64: WG0's row maxima are in sM
-    kBarMax1 = 3,    // h64: WG1's row maxima are in sM
+    kBarMax0 = 2,    // h64: WG0's row maxima are in shared memory
+    kBarMax1 = 3,    // h64: WG1's row maxima are in shared memory
     kBarP0 = 4,      // h64: WG0's P tile is in shared memory
     kBarP1 = 5,      // h64: WG1's P tile is in shared memory
     kBarWg0 = 6,     // narrow: WG0 alone (128); WG1 uses kBarWg0 + 1
 };
 
 struct SparseMlaParams {
-    const uint8_t *query;   // bf16 [rows, heads, 576]
-    const uint8_t *cache;   // row t of query row r: cache + r * cache_stride + t * row bytes
-    size_t cache_stride;    // bytes per request (decode); 0 for prefill (one request)
-    const int32_t *idx;     // [rows, topk], -1 = none
+    const uint8_t *query; // bf16 [rows, heads, 576]
+    const uint8_t *cache; // row t of query row r: cache + r * cache_stride + t * row bytes
+    size_t cache_stride;  // bytes per request (decode); 0 for prefill (one request)
+    const int32_t *idx;   // [rows, topk], -1 = none
     int rows, heads, topk;
     int head_tile;          // heads per block
     int head_tiles;         // blocks per row along heads
@@ -126,10 +127,11 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity)
 {
     uint32_t done;
     do {
-        asm volatile("{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-                     : "=r"(done)
-                     : "r"(bar), "r"(parity)
-                     : "memory");
+        asm volatile(
+            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+            : "=r"(done)
+            : "r"(bar), "r"(parity)
+            : "memory");
     } while (!done);
 }
 
@@ -137,11 +139,17 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity)
 // that branches on it is not treated as divergent around wgmma.
 __device__ __forceinline__ int warpgroup_index() { return __shfl_sync(0xffffffffu, (int)(threadIdx.x >> 7), 0); }
 
-__device__ __forceinline__ void fence_mbar_init() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+__device__ __forceinline__ void fence_mbar_init()
+{
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
 // Orders this thread's generic-proxy shared-memory accesses with the tensor cores' (async proxy).
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
-__device__ __forceinline__ void named_sync(int id, int n) { asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory"); }
+__device__ __forceinline__ void named_sync(int id, int n)
+{
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
 __device__ __forceinline__ void named_arrive(int id, int n)
 {
     asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
@@ -159,7 +167,10 @@ __device__ __forceinline__ void cp_async_arrive(uint32_t bar)
     asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+template <int N> __device__ __forceinline__ void cp_async_wait()
+{
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
 
 __device__ __forceinline__ void prefetch_l2(const void *p, uint32_t bytes)
@@ -167,16 +178,26 @@ __device__ __forceinline__ void prefetch_l2(const void *p, uint32_t bytes)
     asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
 }
 
-__device__ __forceinline__ void st_shared_u32(uint32_t a, uint32_t v) { asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a), "r"(v) : "memory"); }
-__device__ __forceinline__ void st_shared_u16(uint32_t a, uint16_t v) { asm volatile("st.shared.b16 [%0], %1;\n" ::"r"(a), "h"(v) : "memory"); }
+__device__ __forceinline__ void st_shared_u32(uint32_t a, uint32_t v)
+{
+    asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(a), "r"(v) : "memory");
+}
+__device__ __forceinline__ void st_shared_u16(uint32_t a, uint16_t v)
+{
+    asm volatile("st.shared.b16 [%0], %1;\n" ::"r"(a), "h"(v) : "memory");
+}
 __device__ __forceinline__ void st_shared_v4(uint32_t a, uint4 v)
 {
-    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(a), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
+    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(a), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w)
+                 : "memory");
 }
 __device__ __forceinline__ uint4 ld_shared_v4(uint32_t a)
 {
     uint4 v;
-    asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(a) : "memory");
+    asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "r"(a)
+                 : "memory");
     return v;
 }
 
@@ -193,17 +214,32 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
     return *reinterpret_cast<uint32_t *>(&b);
 }
 
-template <int R> __device__ __forceinline__ void setmaxnreg_inc() { asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(R)); }
-template <int R> __device__ __forceinline__ void setmaxnreg_dec() { asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(R)); }
+template <int R> __device__ __forceinline__ void setmaxnreg_inc()
+{
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(R));
+}
+template <int R> __device__ __forceinline__ void setmaxnreg_dec()
+{
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(R));
+}
 
 __device__ __forceinline__ void wg_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wg_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
-template <int N> __device__ __forceinline__ void wg_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+template <int N> __device__ __forceinline__ void wg_wait()
+{
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
 // Keeps the compiler from moving accumulator reads/writes across a wgmma wait.
 template <int N> __device__ __forceinline__ void fence_regs(float (&r)[N])
 {
 #pragma unroll
     for (int i = 0; i < N; i++) asm volatile("" : "+f"(r[i])::"memory");
+}
+// The same for A fragments read from registers: keeps them alive (unreused) until the wait.
+template <int N> __device__ __forceinline__ void fence_regs(uint32_t (&r)[N])
+{
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+r"(r[i])::"memory");
 }
 
 // Shared-memory matrix descriptor, 128-byte swizzle. K-major operands: 8-row groups 1024 B
@@ -221,8 +257,10 @@ __device__ __forceinline__ uint64_t desc_mn(uint32_t addr) { return make_desc(ad
 __device__ __forceinline__ uint32_t swz(int r, int c) { return (uint32_t)(r * 128 + ((c ^ (r & 7)) << 4)); }
 
 #define DSA_WG_ACC4_AT(d, i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3])
-#define DSA_WG_ACC16_AT(d, i) DSA_WG_ACC4_AT(d, i), DSA_WG_ACC4_AT(d, i + 4), DSA_WG_ACC4_AT(d, i + 8), DSA_WG_ACC4_AT(d, i + 12)
-#define DSA_WG_ACC64_AT(d, i) DSA_WG_ACC16_AT(d, i), DSA_WG_ACC16_AT(d, i + 16), DSA_WG_ACC16_AT(d, i + 32), DSA_WG_ACC16_AT(d, i + 48)
+#define DSA_WG_ACC16_AT(d, i)                                                                                          \
+    DSA_WG_ACC4_AT(d, i), DSA_WG_ACC4_AT(d, i + 4), DSA_WG_ACC4_AT(d, i + 8), DSA_WG_ACC4_AT(d, i + 12)
+#define DSA_WG_ACC64_AT(d, i)                                                                                          \
+    DSA_WG_ACC16_AT(d, i), DSA_WG_ACC16_AT(d, i + 16), DSA_WG_ACC16_AT(d, i + 32), DSA_WG_ACC16_AT(d, i + 48)
 #define DSA_WG_ACC4(d) DSA_WG_ACC4_AT(d, 0)
 #define DSA_WG_ACC8(d) DSA_WG_ACC4_AT(d, 0), DSA_WG_ACC4_AT(d, 4)
 #define DSA_WG_ACC12(d) DSA_WG_ACC4_AT(d, 0), DSA_WG_ACC4_AT(d, 4), DSA_WG_ACC4_AT(d, 8)
@@ -237,118 +275,110 @@ __device__ __forceinline__ uint32_t swz(int r, int c) { return (uint32_t)(r * 12
 template <int TA, int TB>
 __device__ __forceinline__ void wgmma_ss(float (&d)[4], uint64_t a, uint64_t b, int accumulate)
 {
-    asm volatile(
-        "{\n.reg .pred p;\n"
-        "setp.ne.b32 p, %6, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 "
-        "{" 
-        "%0, %1, %2, %3"
-        "}, %4, %5, p, 1, 1, %7, %8;\n}\n"
-        : DSA_WG_ACC4(d)
-        : "l"(a), "l"(b), "r"(accumulate), "n"(TA), "n"(TB));
+    asm volatile("{\n.reg .pred p;\n"
+                 "setp.ne.b32 p, %6, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 "
+                 "{"
+                 "%0, %1, %2, %3"
+                 "}, %4, %5, p, 1, 1, %7, %8;\n}\n"
+                 : DSA_WG_ACC4(d)
+                 : "l"(a), "l"(b), "r"(accumulate), "n"(TA), "n"(TB));
 }
 
 template <int TA, int TB>
 __device__ __forceinline__ void wgmma_ss(float (&d)[8], uint64_t a, uint64_t b, int accumulate)
 {
-    asm volatile(
-        "{\n.reg .pred p;\n"
-        "setp.ne.b32 p, %10, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 "
-        "{" 
-        "%0, %1, %2, %3, %4, %5, %6, %7"
-        "}, %8, %9, p, 1, 1, %11, %12;\n}\n"
-        : DSA_WG_ACC8(d)
-        : "l"(a), "l"(b), "r"(accumulate), "n"(TA), "n"(TB));
+    asm volatile("{\n.reg .pred p;\n"
+                 "setp.ne.b32 p, %10, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 "
+                 "{"
+                 "%0, %1, %2, %3, %4, %5, %6, %7"
+                 "}, %8, %9, p, 1, 1, %11, %12;\n}\n"
+                 : DSA_WG_ACC8(d)
+                 : "l"(a), "l"(b), "r"(accumulate), "n"(TA), "n"(TB));
 }
 
 template <int TA, int TB>
 __device__ __forceinline__ void wgmma_ss(float (&d)[12], uint64_t a, uint64_t b, int accumulate)
 {
-    asm volatile(
-        "{\n.reg .pred p;\n"
-        "setp.ne.b32 p, %14, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n24k16.f32.bf16.bf16 "
-        "{" 
-        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11"
-        "}, %12, %13, p, 1, 1, %15, %16;\n}\n"
-        : DSA_WG_ACC12(d)
-        : "l"(a), "l"(b), "r"(accumulate), "n"(TA), "n"(TB));
+    asm volatile("{\n.reg .pred p;\n"
+                 "setp.ne.b32 p, %14, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n24k16.f32.bf16.bf16 "
+                 "{"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11"
+                 "}, %12, %13, p, 1, 1, %15, %16;\n}\n"
+                 : DSA_WG_ACC12(d)
+                 : "l"(a), "l"(b), "r"(accumulate), "n"(TA), "n"(TB));
 }
 
 template <int TA, int TB>
 __device__ __forceinline__ void wgmma_ss(float (&d)[16], uint64_t a, uint64_t b, int accumulate)
 {
-    asm volatile(
-        "{\n.reg .pred p;\n"
-        "setp.ne.b32 p, %18, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
-        "{" 
-        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
-        "}, %16, %17, p, 1, 1, %19, %20;\n}\n"
-        : DSA_WG_ACC16(d)
-        : "l"(a), "l"(b), "r"(accumulate), "n"(TA), "n"(TB));
+    asm volatile("{\n.reg .pred p;\n"
+                 "setp.ne.b32 p, %18, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
+                 "{"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15"
+                 "}, %16, %17, p, 1, 1, %19, %20;\n}\n"
+                 : DSA_WG_ACC16(d)
+                 : "l"(a), "l"(b), "r"(accumulate), "n"(TA), "n"(TB));
 }
 
 template <int TA, int TB>
 __device__ __forceinline__ void wgmma_ss(float (&d)[32], uint64_t a, uint64_t b, int accumulate)
 {
-    asm volatile(
-        "{\n.reg .pred p;\n"
-        "setp.ne.b32 p, %34, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
-        "{" 
-        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
-        "}, %32, %33, p, 1, 1, %35, %36;\n}\n"
-        : DSA_WG_ACC32(d)
-        : "l"(a), "l"(b), "r"(accumulate), "n"(TA), "n"(TB));
+    asm volatile("{\n.reg .pred p;\n"
+                 "setp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+                 "{"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+                 "}, %32, %33, p, 1, 1, %35, %36;\n}\n"
+                 : DSA_WG_ACC32(d)
+                 : "l"(a), "l"(b), "r"(accumulate), "n"(TA), "n"(TB));
 }
 
 template <int TA, int TB>
 __device__ __forceinline__ void wgmma_ss(float (&d)[128], uint64_t a, uint64_t b, int accumulate)
 {
-    asm volatile(
-        "{\n.reg .pred p;\n"
-        "setp.ne.b32 p, %130, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 "
-        "{" 
-        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
-        "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
-        "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "
-        "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "
-        "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
-        "}, %128, %129, p, 1, 1, %131, %132;\n}\n"
-        : DSA_WG_ACC128(d)
-        : "l"(a), "l"(b), "r"(accumulate), "n"(TA), "n"(TB));
+    asm volatile("{\n.reg .pred p;\n"
+                 "setp.ne.b32 p, %130, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 "
+                 "{"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
+                 "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
+                 "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "
+                 "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "
+                 "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+                 "}, %128, %129, p, 1, 1, %131, %132;\n}\n"
+                 : DSA_WG_ACC128(d)
+                 : "l"(a), "l"(b), "r"(accumulate), "n"(TA), "n"(TB));
 }
 
+// RS form: A (64 x 16) from registers, per warp the mma.sync A layout (g = lane / 4, q = lane % 4):
+// a[0] = row g, k 2q..2q+1; a[1] = row g + 8; a[2] = row g, k 2q+8..; a[3] = row g + 8, k 2q+8..
 template <int TB>
 __device__ __forceinline__ void wgmma_rs(float (&d)[128], const uint32_t (&a)[4], uint64_t b, int accumulate)
 {
-    asm volatile(
-        "{\n.reg .pred p;\n"
-        "setp.ne.b32 p, %133, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 "
-        "{" 
-        "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
-        "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
-        "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "
-        "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "
-        "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
-        "}, {%128, %129, %130, %131}, %132, p, 1, 1, %134;\n}\n"
-        : DSA_WG_ACC128(d)
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate), "n"(TB));
+    asm volatile("{\n.reg .pred p;\n"
+                 "setp.ne.b32 p, %133, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 "
+                 "{"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
+                 "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
+                 "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "
+                 "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "
+                 "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
+                 "}, {%128, %129, %130, %131}, %132, p, 1, 1, %134;\n}\n"
+                 : DSA_WG_ACC128(d)
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate), "n"(TB));
 }
-
-// RS form: A (64 x 16) from registers in the accumulator-derived fragment layout
-// (a[0]: row g, k 2q..2q+1; a[1]: row g+8; a[2]: row g, k 2q+8..; a[3]: row g+8, k 2q+8..).
 
 // ---------------------------------------------------------------------------------------------
 // Block geometry, shared-memory plans, barriers
@@ -398,28 +428,28 @@ __device__ __forceinline__ void init_bars(Bars b)
 
 // h64 plan (bytes from the 1024-aligned base)
 constexpr uint32_t kH64Q = 0;
-constexpr uint32_t kH64Stage = kTilesQK * kTileBytes;           // stage s at kH64Stage + s * kStageBytes
-constexpr uint32_t kH64P1 = kH64Stage + 2 * kStageBytes;        // WG1's P tile
-constexpr uint32_t kH64Mask = kH64P1 + kTileBytes;              // float [2][64]: 0 or -inf
-constexpr uint32_t kH64RowMax = kH64Mask + 2 * 64 * 4;          // float2 [32]: the handed-over maxima
-constexpr uint32_t kH64RowSum = kH64RowMax + 32 * 8;            // float2 [64]: final row sums
+constexpr uint32_t kH64Stage = kTilesQK * kTileBytes;    // stage s at kH64Stage + s * kStageBytes
+constexpr uint32_t kH64P1 = kH64Stage + 2 * kStageBytes; // WG1's P tile
+constexpr uint32_t kH64Mask = kH64P1 + kTileBytes;       // float [2][64]: 0 or -inf
+constexpr uint32_t kH64RowMax = kH64Mask + 2 * 64 * 4;   // float2 [32]: the handed-over maxima
+constexpr uint32_t kH64RowSum = kH64RowMax + 32 * 8;     // float2 [64]: final row sums
 constexpr uint32_t kH64Bars = kH64RowSum + 64 * 8;
-constexpr uint32_t kH64Bytes = kH64Bars + kBarBytes + 1024;     // + alignment slack
+constexpr uint32_t kH64Bytes = kH64Bars + kBarBytes + 1024; // + alignment slack
 static_assert(kH64Bytes <= 232448, "h64 plan exceeds 227 KB of shared memory");
 
 // narrow plan for N padded heads
 template <int N> struct NarrowPlan {
     static constexpr uint32_t q = 0;
-    static constexpr uint32_t q_tile = N * 128;                         // one 64-dim tile of N rows
-    static constexpr uint32_t stage = kTilesQK * q_tile;                // N multiple of 8: 1024-aligned
-    static constexpr uint32_t p = stage + 2 * kStageBytes;              // P^T [N heads x 64 keys] per WG
-    static constexpr uint32_t mask = p + 2 * N * 128;                   // float [2][64]
-    static constexpr uint32_t red = mask + 2 * 64 * 4;                  // float [wg][buf][warp][N]: maxima
-    static constexpr uint32_t lred = red + 2 * 2 * 4 * N * 4;           // float [wg][warp][N]: sums
-    static constexpr uint32_t mshare = lred + 2 * 4 * N * 4;            // float [wg][N]: final maxima
+    static constexpr uint32_t q_tile = N * 128;               // one 64-dim tile of N rows
+    static constexpr uint32_t stage = kTilesQK * q_tile;      // N multiple of 8: 1024-aligned
+    static constexpr uint32_t p = stage + 2 * kStageBytes;    // P^T [N heads x 64 keys] per WG
+    static constexpr uint32_t mask = p + 2 * N * 128;         // float [2][64]
+    static constexpr uint32_t red = mask + 2 * 64 * 4;        // float [wg][buf][warp][N]: maxima
+    static constexpr uint32_t lred = red + 2 * 2 * 4 * N * 4; // float [wg][warp][N]: sums
+    static constexpr uint32_t mshare = lred + 2 * 4 * N * 4;  // float [wg][N]: final maxima
     static constexpr uint32_t bars = mshare + 2 * N * 4;
     static constexpr uint32_t bytes = bars + kBarBytes + 1024;
-    static constexpr uint32_t out_pitch = (kVDim + 4) * 4;              // fp32 staging row, padded
+    static constexpr uint32_t out_pitch = (kVDim + 4) * 4; // fp32 staging row, padded
     static_assert(N % 8 == 0 && N <= kNarrowMaxHeads, "narrow kernel: N = 8, 16, 24 or 32");
     static_assert(N * out_pitch <= kStageBytes && 8 * (N / 2) * 128 * 4 <= kStageBytes, "epilogue fits a stage");
     static_assert(bytes <= 232448, "narrow plan exceeds 227 KB of shared memory");
@@ -434,8 +464,8 @@ __device__ __forceinline__ void load_q(const SparseMlaParams &p, const BlockWork
     for (int i = tid; i < rows_pad * 72; i += 256) {
         const int hr = i / 72, j = i % 72;
         const bool ok = hr < w.heads_here;
-        cp_async16(q + (j >> 3) * tile_stride + swz(hr, j & 7), src_row0 + (size_t)(ok ? hr : 0) * kBf16RowBytes + j * 16,
-                   ok);
+        cp_async16(q + (j >> 3) * tile_stride + swz(hr, j & 7),
+                   src_row0 + (size_t)(ok ? hr : 0) * kBf16RowBytes + j * 16, ok);
     }
     cp_async_wait_all();
     fence_proxy_async();
@@ -456,8 +486,7 @@ __device__ __forceinline__ int load_token(const SparseMlaParams &p, const BlockW
     return t >= 0 ? t : -1;
 }
 
-template <int kRowBytes>
-__device__ __forceinline__ void prefetch_rows(const uint8_t *cache, int tok)
+template <int kRowBytes> __device__ __forceinline__ void prefetch_rows(const uint8_t *cache, int tok)
 {
     if (tok >= 0) prefetch_l2(cache + (size_t)tok * kRowBytes, kRowBytes);
 }
@@ -546,7 +575,7 @@ __device__ __forceinline__ void widen_fp8(uint32_t stage, int gw, int lane, int 
     const int pj = half * 16 + (lane & 15);
     const uint32_t tile = stage + (pj >> 2) * kTileBytes + gw * 16 * 128;
     __syncwarp(); // a row's scales were copied by another lane (l & ~3) of this warp
-#pragma unroll 1 // rolled loops keep the gather warpgroup within kGatherRegs
+#pragma unroll 1  // rolled loops keep the gather warpgroup within kGatherRegs
     for (int b = 0; b < 8 / kWidenRows; b++) {
         uint4 raw[kWidenRows];
         float sc[kWidenRows];
@@ -646,6 +675,7 @@ __device__ void run_gather(const SparseMlaParams &p, const BlockWork &w, uint8_t
             prefetch_rows<kRowBytes>(cache, tok1);
         }
     }
+    cp_async_wait_all(); // no copy of this thread still in flight when it exits
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -665,8 +695,7 @@ __device__ __forceinline__ float quad_sum(float v)
 }
 
 // S (64 heads x 64 keys) over Q/K tiles [T0, T1).
-template <int T0, int T1>
-__device__ __forceinline__ void issue_qk64(float (&s)[32], uint32_t q, uint32_t k, bool clear)
+template <int T0, int T1> __device__ __forceinline__ void issue_qk64(float (&s)[32], uint32_t q, uint32_t k, bool clear)
 {
 #pragma unroll
     for (int t = T0; t < T1; t++)
@@ -799,6 +828,7 @@ __device__ __forceinline__ void h64_wg0(const SparseMlaParams &p, const BlockWor
         wg_commit();
         wg_wait<0>();
         fence_regs(o);
+        fence_regs(pa);
         mbar_arrive(bars.free(0, 0));
 
         // WG1 has folded its chunk's maximum in: rescale to it, hand P over
@@ -896,6 +926,7 @@ __device__ __forceinline__ void h64_wg1(const SparseMlaParams &p, const BlockWor
         mbar_arrive(bars.free(1, 1));
         wg_wait<0>();
         fence_regs(o);
+        fence_regs(pa);
         mbar_arrive(bars.free(0, 1));
     }
 }
@@ -916,20 +947,23 @@ __device__ __forceinline__ void h64_epilogue(const SparseMlaParams &p, const Blo
     const size_t rh = (size_t)w.row * p.heads + w.h0 + warp * 16 + g; // (row, head) of e = 0; e = 1 is +8
 #pragma unroll
     for (int e = 0; e < 2; e++) {
-        const float inv = lt[e] > 0.0f ? 1.0f / lt[e] : 0.0f;
-        const float lse = lt[e] > 0.0f ? logf(lt[e]) + m[e] * kLn2 : -INFINITY;
+        const bool any = lt[e] > 0.0f; // else no valid key: exact zeros (not -0) and lse = -inf
+        const float inv = any ? 1.0f / lt[e] : 0.0f;
+        const float lse = any ? logf(lt[e]) + m[e] * kLn2 : -INFINITY;
         if (!p.part_o) {
             uint16_t *dst = p.out + (rh + 8 * e) * kVDim + 256 * wg + 2 * q;
 #pragma unroll
             for (int j = 0; j < 32; j++)
-                *reinterpret_cast<uint32_t *>(dst + 8 * j) = pack_bf16(o[4 * j + 2 * e] * inv, o[4 * j + 2 * e + 1] * inv);
+                *reinterpret_cast<uint32_t *>(dst + 8 * j) =
+                    any ? pack_bf16(o[4 * j + 2 * e] * inv, o[4 * j + 2 * e + 1] * inv) : 0u;
             if (wg == 0 && q == 0) p.lse[rh + 8 * e] = lse;
         } else {
             const size_t part = (rh + 8 * e) * p.splits + w.split;
             float *dst = p.part_o + part * kVDim + 256 * wg + 2 * q;
 #pragma unroll
             for (int j = 0; j < 32; j++)
-                *reinterpret_cast<float2 *>(dst + 8 * j) = make_float2(o[4 * j + 2 * e] * inv, o[4 * j + 2 * e + 1] * inv);
+                *reinterpret_cast<float2 *>(dst + 8 * j) =
+                    any ? make_float2(o[4 * j + 2 * e] * inv, o[4 * j + 2 * e + 1] * inv) : make_float2(0.0f, 0.0f);
             if (wg == 0 && q == 0) p.part_lse[part] = lse;
         }
     }
@@ -1094,7 +1128,10 @@ __device__ __forceinline__ void narrow_epilogue(const SparseMlaParams &p, const 
 #pragma unroll
         for (int t = 0; t < 8; t++)
 #pragma unroll
-            for (int i = 0; i < N / 2; i++) xfer[(t * (N / 2) + i) * 128 + tid] = o[t][i] * f[2 * (i >> 2) + (i & 1)];
+            for (int i = 0; i < N / 2; i++) {
+                const int sl = 2 * (i >> 2) + (i & 1);
+                xfer[(t * (N / 2) + i) * 128 + tid] = f[sl] > 0.0f ? o[t][i] * f[sl] : 0.0f; // exact +0, not -0
+            }
     }
     named_sync(kBarCompute, 256);
     if (wg == 0) {
@@ -1103,7 +1140,9 @@ __device__ __forceinline__ void narrow_epilogue(const SparseMlaParams &p, const 
 #pragma unroll
             for (int i = 0; i < N / 2; i++) {
                 const int h = 8 * (i >> 2) + 2 * q + (i & 1), d = 64 * t + warp * 16 + g + ((i & 2) ? 8 : 0);
-                stg[h * kPitch + d] = o[t][i] * f[2 * (i >> 2) + (i & 1)] + xfer[(t * (N / 2) + i) * 128 + tid];
+                const int sl = 2 * (i >> 2) + (i & 1);
+                stg[h * kPitch + d] = f[sl] > 0.0f ? o[t][i] * f[sl] + xfer[(t * (N / 2) + i) * 128 + tid]
+                                                   : xfer[(t * (N / 2) + i) * 128 + tid];
             }
         if (warp == 0 && g == 0) {
 #pragma unroll
@@ -1177,9 +1216,9 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_mla_narrow(const __grid_co
 
 constexpr int kCombineThreads = kVDim / 4; // 4 dims per thread
 
-__global__ void __launch_bounds__(kCombineThreads) sparse_mla_combine(const float *__restrict__ part_o,
-                                                                    const float *__restrict__ part_lse, int splits,
-                                                                    uint16_t *__restrict__ out, float *__restrict__ lse)
+__global__ void __launch_bounds__(kCombineThreads)
+    sparse_mla_combine(const float *__restrict__ part_o, const float *__restrict__ part_lse, int splits,
+                       uint16_t *__restrict__ out, float *__restrict__ lse)
 {
     const size_t rh = blockIdx.x;
     const float *pl = part_lse + rh * splits;
@@ -1223,21 +1262,23 @@ inline HeadPlan plan_heads(int heads)
     return {false, per, (heads + per - 1) / per, (per + 7) / 8 * 8};
 }
 
-template <typename Kernel>
-inline int launch_kernel(dsa_cuda_ctx *c, const char *op, Kernel kernel, size_t smem, long long blocks,
-                         const SparseMlaParams &prm)
+// One launch of kernel K. The shared-memory opt-in is set the first time per kernel and device
+// (so it happens before any graph capture that follows a first, uncaptured call).
+template <auto K>
+inline int launch_kernel(dsa_cuda_ctx *c, const char *op, size_t smem, long long blocks, const SparseMlaParams &prm)
 {
     if (smem > c->smem_optin)
         return dsa_cuda_fail(c, "%s: needs %zu B of shared memory per block, the device allows %zu", op, smem,
                              c->smem_optin);
     if (blocks > 0x7fffffffLL) return dsa_cuda_fail(c, "%s: %lld blocks, more than a grid holds", op, blocks);
-    static bool attr_set = false; // one per kernel instantiation
-    if (!attr_set) {
-        int rc = dsa_cuda_status(c, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), op);
+    static int attr_device = -1;
+    if (attr_device != c->device) {
+        int rc =
+            dsa_cuda_status(c, cudaFuncSetAttribute(K, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), op);
         if (rc) return rc;
-        attr_set = true;
+        attr_device = c->device;
     }
-    kernel<<<(unsigned)blocks, kThreads, smem, c->stream>>>(prm);
+    K<<<(unsigned)blocks, kThreads, smem, c->stream>>>(prm);
     return dsa_cuda_check(c, op);
 }
 
@@ -1248,22 +1289,28 @@ inline int launch_sparse_mla(dsa_cuda_ctx *c, const char *op, SparseMlaParams pr
     prm.head_tile = hp.head_tile;
     prm.head_tiles = hp.head_tiles;
     const long long blocks = (long long)prm.rows * hp.head_tiles * prm.splits;
-    if (hp.h64) return launch_kernel(c, op, sparse_mla_h64<kFp8>, kH64Bytes, blocks, prm);
+    if (hp.h64) return launch_kernel<sparse_mla_h64<kFp8>>(c, op, kH64Bytes, blocks, prm);
     switch (hp.n_pad) {
-    case 8: return launch_kernel(c, op, sparse_mla_narrow<8, kFp8>, NarrowPlan<8>::bytes, blocks, prm);
-    case 16: return launch_kernel(c, op, sparse_mla_narrow<16, kFp8>, NarrowPlan<16>::bytes, blocks, prm);
-    case 24: return launch_kernel(c, op, sparse_mla_narrow<24, kFp8>, NarrowPlan<24>::bytes, blocks, prm);
-    case 32: return launch_kernel(c, op, sparse_mla_narrow<32, kFp8>, NarrowPlan<32>::bytes, blocks, prm);
-    default: return dsa_cuda_fail(c, "%s: internal: no kernel for %d padded heads", op, hp.n_pad);
+    case 8:
+        return launch_kernel<sparse_mla_narrow<8, kFp8>>(c, op, NarrowPlan<8>::bytes, blocks, prm);
+    case 16:
+        return launch_kernel<sparse_mla_narrow<16, kFp8>>(c, op, NarrowPlan<16>::bytes, blocks, prm);
+    case 24:
+        return launch_kernel<sparse_mla_narrow<24, kFp8>>(c, op, NarrowPlan<24>::bytes, blocks, prm);
+    case 32:
+        return launch_kernel<sparse_mla_narrow<32, kFp8>>(c, op, NarrowPlan<32>::bytes, blocks, prm);
+    default:
+        return dsa_cuda_fail(c, "%s: internal: no kernel for %d padded heads", op, hp.n_pad);
     }
 }
 
 inline int launch_combine(dsa_cuda_ctx *c, const char *op, const SparseMlaParams &prm)
 {
     const size_t rows_heads = (size_t)prm.rows * prm.heads;
-    if (rows_heads > 0x7fffffffu) return dsa_cuda_fail(c, "%s: %zu (row, head) pairs, more than a grid holds", op, rows_heads);
+    if (rows_heads > 0x7fffffffu)
+        return dsa_cuda_fail(c, "%s: %zu (row, head) pairs, more than a grid holds", op, rows_heads);
     sparse_mla_combine<<<(unsigned)rows_heads, kCombineThreads, 0, c->stream>>>(prm.part_o, prm.part_lse, prm.splits,
-                                                                              prm.out, prm.lse);
+                                                                                prm.out, prm.lse);
     return dsa_cuda_check(c, op);
 }
 

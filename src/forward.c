@@ -57,6 +57,8 @@ struct dsa_fwd {
 
     int32_t *h_tokens, *h_pos; /* host staging */
     int64_t *h_slot;
+    void *graph; /* the captured decode step */
+    int capturing;
 };
 
 #define OP(call, what)                                                                        \
@@ -309,6 +311,28 @@ static int make_caches(dsa_fwd *f, dsa_err *e)
     return f->phase == DSA_DECODE ? fill_decode_caches(f, e) : 0;
 }
 
+/* Copies the staged tokens, positions and slots of n rows to the device. */
+static int upload_rows(dsa_fwd *f, int n, dsa_err *e)
+{
+    const dsa_ops *ops = f->ops;
+    OP(ops->upload(ops->ctx, f->tokens, f->h_tokens, (size_t)n * 4), "upload tokens");
+    OP(ops->upload(ops->ctx, f->pos, f->h_pos, (size_t)n * 4), "upload positions");
+    OP(ops->upload(ops->ctx, f->slot, f->h_slot, (size_t)n * 8), "upload slots");
+    return 0;
+}
+
+/* Decode: request b's new token at position `context`, its KV written to its own slot. */
+static int stage_decode_inputs(dsa_fwd *f, dsa_err *e)
+{
+    uint64_t ts = tensor_seed(f, S_TOKENS, -1);
+    for (int b = 0; b < f->batch; b++) {
+        f->h_tokens[b] = (int32_t)(mix64(ts ^ mix64((uint64_t)b)) % (uint64_t)f->m.vocab);
+        f->h_pos[b] = (int32_t)f->context;
+        f->h_slot[b] = (int64_t)b * (f->context + 1) + f->context;
+    }
+    return upload_rows(f, f->batch, e);
+}
+
 int dsa_fwd_create(const dsa_model *m, const dsa_ops *ops, const dsa_fwd_opts *opts, const char *fs,
                    int phase, int64_t context, int batch, int chunk, dsa_fwd **out, dsa_err *e)
 {
@@ -334,6 +358,7 @@ int dsa_fwd_create(const dsa_model *m, const dsa_ops *ops, const dsa_fwd_opts *o
     f->attn_scale = 1.0f / sqrtf((float)(m->nope + m->rope));
     int rc;
     if ((rc = make_weights(f, e)) || (rc = make_workspace(f, e)) || (rc = make_caches(f, e)) ||
+        (rc = phase == DSA_DECODE ? stage_decode_inputs(f, e) : 0) ||
         (rc = ops->sync(ops->ctx) ? dsa_fail(e, DSA_EXIT_RUNTIME, "sync: %s", ops->last_error(ops->ctx)) : 0)) {
         dsa_fwd_destroy(f);
         return rc;
@@ -417,7 +442,7 @@ static int layer_forward(dsa_fwd *f, int l, int n, int64_t q_pos0, dsa_prof *pro
                                     f->lse),
            "sparse_attn");
     END();
-    if (f->o.on_indices) f->o.on_indices(f->o.user, l, dsa_schedule_source_layer(f->fs, l), f->indices, n, m->topk);
+    if (f->o.on_indices && !f->capturing) f->o.on_indices(f->o.user, l, dsa_schedule_source_layer(f->fs, l), f->indices, n, m->topk);
 
     BEGIN(DSA_C_MLA_OUT, l);
     OP(ops->mla_out(c, f->out_lat, n, H, m->nope, m->v, L->kvb, f->ov), "mla_out");
@@ -459,16 +484,13 @@ static int layer_forward(dsa_fwd *f, int l, int n, int64_t q_pos0, dsa_prof *pro
     return 0;
 }
 
-/* Embed n rows, run all layers, final norm; lm_head on rows [lm_row0, n). */
+/* Embed n uploaded rows, run all layers, final norm; lm_head on rows [lm_row0, n). */
 static int rows_forward(dsa_fwd *f, int n, int64_t q_pos0, int lm_row0, int do_lm, dsa_prof *prof, dsa_err *e)
 {
     const dsa_model *m = &f->m;
     const dsa_ops *ops = f->ops;
     void *c = ops->ctx;
     int rc;
-    OP(ops->upload(c, f->tokens, f->h_tokens, (size_t)n * 4), "upload tokens");
-    OP(ops->upload(c, f->pos, f->h_pos, (size_t)n * 4), "upload positions");
-    OP(ops->upload(c, f->slot, f->h_slot, (size_t)n * 8), "upload slots");
     BEGIN(DSA_C_EMBED, -1);
     OP(ops->embed(c, f->tokens, n, f->embed, m->hidden, f->x), "embed");
     END();
@@ -488,18 +510,41 @@ static int rows_forward(dsa_fwd *f, int n, int64_t q_pos0, int lm_row0, int do_l
     return 0;
 }
 
+/* The decode step as a graph: one eager run first, so cuBLASLt plans and scratch exist before
+ * the capture (nothing may allocate inside it), then the capture. */
+static int capture_decode(dsa_fwd *f, dsa_err *e)
+{
+    const dsa_ops *ops = f->ops;
+    int rc = rows_forward(f, f->batch, f->context, 0, 1, NULL, e);
+    if (rc) return rc;
+    OP(ops->sync(ops->ctx), "sync");
+    OP(ops->graph_begin(ops->ctx), "graph capture");
+    f->capturing = 1;
+    rc = rows_forward(f, f->batch, f->context, 0, 1, NULL, e);
+    f->capturing = 0;
+    void *g = NULL;
+    int end = ops->graph_end(ops->ctx, &g); /* always end the capture, even after a failure */
+    if (rc) {
+        if (g) ops->graph_free(ops->ctx, g);
+        return rc;
+    }
+    OP(end, "graph capture");
+    f->graph = g;
+    return 0;
+}
+
 int dsa_fwd_step(dsa_fwd *f, dsa_prof *prof, dsa_err *e)
 {
     int rc;
-    uint64_t ts = tensor_seed(f, S_TOKENS, -1);
     if (f->phase == DSA_DECODE) {
-        for (int b = 0; b < f->batch; b++) {
-            f->h_tokens[b] = (int32_t)(mix64(ts ^ mix64((uint64_t)b)) % (uint64_t)f->m.vocab);
-            f->h_pos[b] = (int32_t)f->context;
-            f->h_slot[b] = (int64_t)b * (f->context + 1) + f->context;
-        }
-        if ((rc = rows_forward(f, f->batch, f->context, 0, 1, prof, e))) return rc;
+        /* the step's inputs are uploaded once, at create: a replayed graph reads them in place */
+        if (f->o.use_graph && f->ops->graph_begin) {
+            if (!f->graph && (rc = capture_decode(f, e))) return rc;
+            OP(f->ops->graph_launch(f->ops->ctx, f->graph), "graph launch");
+        } else if ((rc = rows_forward(f, f->batch, f->context, 0, 1, prof, e)))
+            return rc;
     } else {
+        uint64_t ts = tensor_seed(f, S_TOKENS, -1);
         for (int64_t p0 = 0; p0 < f->context; p0 += f->chunk) {
             int n = (int)(f->context - p0 < f->chunk ? f->context - p0 : f->chunk);
             for (int i = 0; i < n; i++) {
@@ -508,7 +553,7 @@ int dsa_fwd_step(dsa_fwd *f, dsa_prof *prof, dsa_err *e)
                 f->h_slot[i] = p0 + i;
             }
             int last = p0 + n >= f->context;
-            if ((rc = rows_forward(f, n, p0, n - 1, last, prof, e))) return rc;
+            if ((rc = upload_rows(f, n, e)) || (rc = rows_forward(f, n, p0, n - 1, last, prof, e))) return rc;
         }
     }
     if (f->ops->sync(f->ops->ctx)) return dsa_fail(e, DSA_EXIT_RUNTIME, "sync: %s", f->ops->last_error(f->ops->ctx));
@@ -526,6 +571,7 @@ int dsa_fwd_download_hidden(dsa_fwd *f, bf16_t *host, dsa_err *e)
 void dsa_fwd_destroy(dsa_fwd *f)
 {
     if (!f) return;
+    if (f->graph) f->ops->graph_free(f->ops->ctx, f->graph);
     for (int i = f->n_allocs - 1; i >= 0; i--) f->ops->release(f->ops->ctx, f->allocs[i]);
     free(f->allocs);
     if (f->L)

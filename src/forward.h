@@ -15,6 +15,7 @@ typedef struct dsa_fwd_opts {
     int shared_weights; /* all layers use one layer's weights */
     int weight_fp8;     /* FP8 weights with 128x128 block scales */
     uint64_t seed;      /* weights, tokens and decode caches derive from it */
+    int use_graph;      /* decode: capture the step once as a CUDA graph and replay it */
     /* Debug hook, called after each layer's sparse attention with the indices it used
      * (device memory of the ops; rows x topk int32) and the F layer that produced them. */
     void (*on_indices)(void *user, int layer, int src_layer, const int32_t *idx, int rows,
@@ -30,7 +31,10 @@ int dsa_fwd_create(const dsa_model *m, const dsa_ops *ops, const dsa_fwd_opts *o
                    const char *fs, int phase, int64_t context, int batch, int chunk,
                    dsa_fwd **out, dsa_err *e);
 /* Prefill: every chunk of the context through every layer, then lm_head of the last token.
- * Decode: one token for each of the batch's requests at position `context`. */
+ * Decode: one token for each of the batch's requests at position `context`; with use_graph
+ * (and an implementation that has graphs) the first call runs the step once eagerly (plans,
+ * scratch), captures it, and every call replays the graph. A replayed step is not seen by
+ * `prof` nor by the on_indices hook. */
 int dsa_fwd_step(dsa_fwd *f, dsa_prof *prof, dsa_err *e);
 /* Rows of the last step's final hidden state (after final_norm): prefill the last chunk's,
  * decode one per request. */

@@ -131,7 +131,7 @@ static int run_point(const dsa_sweep_opts *o, const dsa_ops *ops, const point_sp
                      dsa_point *pt, dsa_err *e)
 {
     dsa_fwd_opts fo = {.layers = layers, .shared_weights = o->shared_weights, .weight_fp8 = o->weight_fp8,
-                       .seed = o->seed};
+                       .seed = o->seed, .use_graph = !o->no_graph};
     dsa_fwd *f;
     int rc = dsa_fwd_create(&o->model, ops, &fo, ps->fs, ps->phase, ps->context, ps->batch, o->chunk, &f, e);
     if (rc) return rc;
@@ -140,15 +140,26 @@ static int run_point(const dsa_sweep_opts *o, const dsa_ops *ops, const point_sp
     int cap = o->reps * MAX_REPS_FACTOR;
     pt->samples = malloc((size_t)cap * sizeof *pt->samples);
     if (!pt->samples) rc = dsa_fail(e, DSA_EXIT_RUNTIME, "out of host memory");
+    /* Host timers time the synchronous reference's components; on the GPU launches are
+     * asynchronous, so component times wait for the CUPTI profiler and the wall time comes
+     * from device events. */
+    int gpu = ops->event_record != NULL;
+    dsa_prof *pp = gpu ? NULL : &prof;
     prof.rep = -1;
-    for (int w = 0; !rc && w < o->warmup; w++) rc = dsa_fwd_step(f, &prof, e);
+    for (int w = 0; !rc && w < o->warmup; w++) rc = dsa_fwd_step(f, pp, e);
     int64_t t_start = dsa_now_ns();
     int n = 0;
     while (!rc && n < cap) {
         prof.rep = n;
         int64_t t0 = dsa_now_ns();
-        if ((rc = dsa_fwd_step(f, &prof, e))) break;
-        pt->samples[n++] = (dsa_now_ns() - t0) * 1e-6;
+        if (gpu && ops->event_record(ops->ctx, 0)) { rc = dsa_fail(e, DSA_EXIT_RUNTIME, "%s", ops->last_error(ops->ctx)); break; }
+        if ((rc = dsa_fwd_step(f, pp, e))) break;
+        double ms = (dsa_now_ns() - t0) * 1e-6;
+        if (gpu && (ops->event_record(ops->ctx, 1) || ops->event_elapsed_ms(ops->ctx, 0, 1, &ms))) {
+            rc = dsa_fail(e, DSA_EXIT_RUNTIME, "%s", ops->last_error(ops->ctx));
+            break;
+        }
+        pt->samples[n++] = ms;
         if (n < o->reps) continue;
         double med = dsa_median(pt->samples, n);
         if (dsa_stdev(pt->samples, n) <= o->target_rsd * med) break;
@@ -164,6 +175,7 @@ static int run_point(const dsa_sweep_opts *o, const dsa_ops *ops, const point_sp
         double s = pt->wall_median_ms * 1e-3;
         pt->tok_s = ps->phase == DSA_PREFILL ? ps->context / s : ps->batch / s;
         rc = summarise(pt, &prof, e);
+        if (gpu) pt->indexer_ms = pt->indexer_share = NAN; /* not measured without CUPTI */
     }
     dsa_prof_free(&prof);
     dsa_fwd_destroy(f);

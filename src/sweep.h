@@ -17,6 +17,7 @@ typedef struct dsa_sweep_opts {
     int shared_weights;
     int weight_fp8;
     int device_cpu;     /* --device cpu: the C reference and host timers */
+    int no_graph;       /* --graph off: decode steps run eagerly instead of replaying a graph */
     int64_t contexts[DSA_MAX_LIST];
     int n_contexts;
     const char *configs[DSA_MAX_LIST];

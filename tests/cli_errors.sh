@@ -3,6 +3,7 @@
 # the problem, no crash, no file left behind. Two of them also under valgrind.
 set -u
 bin=$1
+here=$(cd "$(dirname "$0")" && pwd)
 data=${DSA_TEST_DATA:-$(dirname "$0")/data}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -87,6 +88,7 @@ if command -v valgrind >/dev/null; then
               "run --device cpu -m tiny -c 64 -i full,1/2 -p decode -r 3 --max-time 0.1 -o fixture-vg.h5"; do
     n=$((n + 1))
     valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+      --suppressions="$here/valgrind.supp" \
       "$bin" $args >/dev/null 2>vg.txt
     if [ $? = 99 ]; then
       echo "FAIL: valgrind dsa-bench $args:" >&2

@@ -68,6 +68,10 @@ int dsa_cuda_moe_router(void *ctx, const bf16_t *x, int n, int hidden, const bf1
 int dsa_cuda_moe_experts(void *ctx, const bf16_t *x, int n, int hidden, const int32_t *ids, const float *weights,
                          int topk, int n_experts, int inter, const dsa_weight *gate_up, const dsa_weight *down,
                          const bf16_t *residual, bf16_t *out);
+/* Not an op: grows the scratch that moe_experts' decode path (n * topk <= 512, the one a CUDA
+ * graph can capture) needs for up to max_tokens tokens, so that it need not grow (allocate)
+ * inside a capture. Call it before capturing; inside one it only checks the size. */
+int dsa_cuda_moe_reserve(void *ctx, int max_tokens, int topk, int hidden, int inter);
 
 #ifdef __cplusplus
 }

@@ -9,11 +9,46 @@
 // topk_group groups kept, topk experts of the kept groups, every argmax with ties to the lower
 // index; weights = s (unbiased), normalised in selection order in fp32, times routed_scale.
 //
-// moe_experts, a first version (correct, not fast; the next step is a grouped GEMM over all
-// experts in one launch, driven by device-side offsets so that it can be captured in a graph):
+// moe_experts has two paths, chosen per call.
+//
+// A. Decode path (n * topk <= SMALL_MAX_PAIRS = 512 (token, expert) pairs, <= 512 experts, each
+//    matrix kind all bf16 or all FP8 with k % 16 == 0 and 16-byte aligned data). It never
+//    synchronises and never allocates (scratch comes from dsa_cuda_scratch, which only grows
+//    outside a capture: dsa_cuda_moe_reserve grows it ahead of one), so it can be captured in
+//    a CUDA graph; the routing stays on the device and the graph follows new ids on each replay.
+//    Launches, all on ctx->stream:
+//      1. group_pairs (one block): the pairs grouped by expert: the list of experts that got
+//         pairs ("groups", ascending expert id), each group's slice of a pair list (ascending);
+//      2. (FP8 gate_up only) x quantised to e4m3 per 1x128 block (quant_fp8.cu, the GEMM's own);
+//      3. expert_gemv<gate_up>: per group, the expert's gate and up rows times its tokens' x rows
+//         on the tensor cores (mma.sync m16n8k16: 16 weight rows x 8 pairs; weights read straight
+//         from global memory with 16-byte loads, each touched expert's weights read once), then
+//         act = bf16(silu(bf16(g)) * bf16(u)) per pair [pairs, inter] in scratch;
+//      4. (FP8 down only) act quantised to e4m3 per 1x128 block;
+//      5. expert_gemv<down>: y = act . W_down^T per pair, fp32 [pairs, hidden] in scratch;
+//      6. combine_pairs: out[t] = bf16(residual[t] + sum_j w[t,j] * y[t,j]), the sum in fp32 in
+//         slot order: no atomics anywhere, so the result is the same bits run after run (and
+//         in a graph or not).
+//    An id >= n_experts cannot be reported without a host round trip: that token's output row
+//    is written as NaN instead (the other path fails the call).
+//    Why 512 pairs: decode batches (B <= 64 tokens x 4..8 experts) always fit; one block of 512
+//    threads groups them (one thread per pair and per expert); and past a few hundred pairs each
+//    expert gets dozens of rows, where the tensor-core GEMMs of path B win and its host sync is
+//    amortised over enough work.
+//    Cost: memory-bound on the touched experts' weights, each read once (glm-4.7-flash, B = 1,
+//    top-4: 75 MB, ~20 us at 3.8 TB/s; expected ~30 us with the launches and their ramps).
+//    A captured graph holds the scratch's address: reserve for the largest n first, and let no
+//    op grow the scratch while the graph is in use.
+//    Next steps: programmatic dependent launch (or one persistent kernel) to hide the gaps
+//    between the 4-6 launches; FP8: keep the quantised activations as f16 so that only the
+//    weights are converted; an expert with more than 16 pairs re-reads its rows (from L2) per
+//    16: a wider pass (n32) for B >= 64.
+//
+// B. Grouped path (larger n; correct, not fast; the next step is a grouped GEMM over all experts
+//    in one launch, driven by device-side offsets so that it can be captured in a graph):
 //   1. count the (token, expert) pairs per expert on the device and copy the counts to the
-//      host. THIS SYNCHRONISES THE STREAM: fine for prefill and for eager decode, but the op
-//      cannot be captured in a CUDA graph yet (it says so instead of failing inside the capture);
+//      host. THIS SYNCHRONISES THE STREAM: fine for prefill and for eager decode, but this path
+//      cannot be captured in a CUDA graph (it says so instead of failing inside the capture);
 //   2. on the host, give each expert a segment of a pair list, its row count rounded up to a
 //      bucket (multiples of 16 up to 64 rows, then quarter-octave steps), so that only a few
 //      distinct GEMM shapes exist and their cuBLASLt plans stay cached; padded rows are zero;
@@ -22,11 +57,14 @@
 //      layer), swiglu (bf16), down GEMM with fp32 output, and scatter-add weight * y into an
 //      fp32 accumulator [n, hidden] with atomics;
 //   5. out = bf16(acc + residual), one rounding (the reference's order; residual may alias out).
-// Rounding points are the reference's. The fp32 atomics make the expert sum's order (hence its
-// last bits) run-dependent; the reference sums in double.
+//    The fp32 atomics make the expert sum's order (hence its last bits) run-dependent.
+// Rounding points of both paths are the reference's (gate_up output bf16, swiglu output bf16,
+// down output fp32, expert sum + residual rounded once); the reference sums in double.
+#include <cub/block/block_scan.cuh>
 #include <cuda_bf16.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cuda_ops.h"
 
@@ -209,14 +247,512 @@ bool weight_ok(const dsa_weight *w, int n, int k)
     return w->data && w->n == n && w->k == k && (w->dtype == DSA_BF16 || (w->dtype == DSA_FP8_E4M3 && w->scale));
 }
 
+// ---------------------------------------------------------------- decode path (A)
+
+// Pairs and experts the decode path takes: group_pairs runs one block with one thread per pair
+// and per expert (and 32 KB of per-warp counts), and the expert table is a kernel parameter
+// (16 B per expert: 8 KB at 512, within the 32 KB that CUDA 12.1+ allows; a parameter, so a
+// graph captures it by value).
+constexpr int SMALL_MAX_PAIRS = 512;
+constexpr int SMALL_MAX_EXPERTS = 512;
+constexpr int GROUP_THREADS = 512;
+static_assert(GROUP_THREADS == SMALL_MAX_PAIRS && GROUP_THREADS == SMALL_MAX_EXPERTS, "one thread per pair and expert");
+// expert_gemv: a block is 4 warps that split K (warp w takes the 128-wide k blocks w, w+4, ...)
+// over one 16-row tile of the expert's matrix, and reduce in shared memory at the end in warp
+// order (deterministic). Four warps give every touched row tile enough loads in flight at B = 1
+// (glm: 192 gate_up tiles x 4 experts = 3072 warps), 128-wide k blocks are the FP8 scale blocks.
+constexpr int GEMV_WARPS = 4;
+constexpr int GEMV_KBLK = 128;
+// Pairs per pass: two n8 MMA tiles. An expert with more pairs re-reads its tile (from L2) per
+// 16 pairs; decode rarely gives one expert more than 16 (glm, B = 64, top-4 of 64: 4 on average).
+constexpr int PASS_PAIRS = 16;
+// gate_up tile: 8 act columns = 8 gate rows (MMA rows 0-7) + the matching 8 up rows (rows 8-15),
+// so that the lane holding gate(col, pair) also holds up(col, pair) and swiglu is lane-local.
+constexpr int GU_COLS = 8;
+constexpr int DN_ROWS = 16;
+constexpr int COMBINE_THREADS = 256;
+
+// Device pointers of every expert's matrix (data, and FP8 block scales), by expert id.
+struct ExpertTable {
+    const void *data[SMALL_MAX_EXPERTS];
+    const float *scale[SMALL_MAX_EXPERTS];
+};
+
+// group_pairs' output, in scratch. Group a (a < *n_active) is expert expert[a], whose pairs
+// are pairs[first[a] .. first[a] + count[a]); a pair p = t * topk + j is token t's slot j.
+struct PairGroups {
+    int *n_active, *expert, *first, *count, *pairs;
+};
+
+// Thread p owns pair p (n_pairs <= GROUP_THREADS), and thread e expert e. Within a group the
+// pairs are in ascending order (ranks from warp matches and per-warp counts, no atomics), so
+// every pair lands in the same MMA column on every run: the results are reproducible bit for
+// bit without relying on the MMA treating its columns alike.
+__global__ void __launch_bounds__(GROUP_THREADS)
+group_pairs(const int32_t *__restrict__ ids, int n_pairs, int ne, PairGroups g)
+{
+    constexpr int WARPS = GROUP_THREADS / 32;
+    using Scan = cub::BlockScan<int, GROUP_THREADS>;
+    __shared__ typename Scan::TempStorage scan_tmp;
+    // in_warp[w][e]: expert e's pairs in warp w; then, after the prefix pass, those in warps < w.
+    __shared__ int in_warp[WARPS][SMALL_MAX_EXPERTS];
+    __shared__ int start[SMALL_MAX_EXPERTS];
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    for (int i = tid; i < WARPS * SMALL_MAX_EXPERTS; i += GROUP_THREADS) (&in_warp[0][0])[i] = 0;
+    __syncthreads();
+    int e = tid < n_pairs ? __ldg(ids + tid) : -1;
+    if (e >= ne) e = -1; // no expert (combine_pairs flags the token)
+    const unsigned same = __match_any_sync(0xffffffffu, e);
+    const int rank = __popc(same & ((1u << lane) - 1u)); // same-expert pairs below p in its warp
+    if (e >= 0 && rank == 0) in_warp[warp][e] = __popc(same);
+    __syncthreads();
+    int cnt = 0;
+    for (int w = 0; w < WARPS; w++) {
+        const int c = in_warp[w][tid];
+        in_warp[w][tid] = cnt;
+        cnt += c;
+    }
+    // One scan gives both the pairs of experts below e (low 16 bits: at most 512) and the
+    // groups below e (high bits).
+    int below, total;
+    Scan(scan_tmp).ExclusiveSum(cnt | (cnt > 0 ? 1 << 16 : 0), below, total);
+    const int first = below & 0xffff, a = below >> 16;
+    start[tid] = first;
+    if (cnt > 0) g.expert[a] = tid, g.first[a] = first, g.count[a] = cnt;
+    if (tid == 0) *g.n_active = total >> 16;
+    __syncthreads();
+    if (e >= 0) g.pairs[start[e] + in_warp[warp][e] + rank] = tid;
+}
+
+// 16 bytes at p if pred, else zeros, as one predicated load: no branch, and volatile so that
+// the compiler neither sinks a load into the branch that uses it nor moves it past the MMAs (so
+// a k block's loads are all issued before the first MMA waits). STREAM (the weights, read once):
+// not kept in L1, which the activations (read by every warp of the block and by the expert's
+// other tiles on the SM) use.
+template <bool STREAM>
+__device__ __forceinline__ uint4 ld16_if(const void *p, bool pred)
+{
+    uint4 v;
+    if constexpr (STREAM)
+        asm volatile("{\n\t.reg .pred q;\n\tsetp.ne.b32 q, %4, 0;\n\t"
+                     "mov.b32 %0, 0;\n\tmov.b32 %1, 0;\n\tmov.b32 %2, 0;\n\tmov.b32 %3, 0;\n\t"
+                     "@q ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%5];\n\t}"
+                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                     : "r"((int)pred), "l"(p));
+    else
+        asm volatile("{\n\t.reg .pred q;\n\tsetp.ne.b32 q, %4, 0;\n\t"
+                     "mov.b32 %0, 0;\n\tmov.b32 %1, 0;\n\tmov.b32 %2, 0;\n\tmov.b32 %3, 0;\n\t"
+                     "@q ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%5];\n\t}"
+                     : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                     : "r"((int)pred), "l"(p));
+    return v;
+}
+
+// The 16 bytes of a row (K elements of 1 (FP8) or 2 (bf16) bytes) starting at element k; zeros
+// for a missing row (NULL) and past the row's end. VEC: 16-byte aligned rows and K a multiple of
+// the chunk (8 bf16 / 16 e4m3), so a chunk is all in or all out; otherwise (bf16 only) element
+// by element.
+template <bool FP8, bool VEC, bool STREAM>
+__device__ __forceinline__ uint4 load_chunk(const uint8_t *row, int k, int K)
+{
+    if constexpr (VEC) {
+        // Integer address arithmetic: row may be NULL (then the load is predicated off).
+        const uintptr_t at = reinterpret_cast<uintptr_t>(row) + (uintptr_t)k * (FP8 ? 1 : 2);
+        return ld16_if<STREAM>(reinterpret_cast<const void *>(at), row != nullptr && k < K);
+    } else {
+        static_assert(!FP8, "FP8 rows always take the 16-byte path");
+        if (!row) return make_uint4(0, 0, 0, 0);
+        const uint16_t *r = reinterpret_cast<const uint16_t *>(row);
+        uint32_t w[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const uint32_t lo = k + 2 * i < K ? r[k + 2 * i] : 0u, hi = k + 2 * i + 1 < K ? r[k + 2 * i + 1] : 0u;
+            w[i] = lo | hi << 16;
+        }
+        return make_uint4(w[0], w[1], w[2], w[3]);
+    }
+}
+
+__device__ __forceinline__ uint32_t word_of(const uint4 &v, int i)
+{
+    return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+}
+
+// d += A . B, m16n8k16, fp32 accumulation. Per lane (g = lane / 4, c = lane % 4): a0 holds row g
+// k-slots {2c, 2c+1}, a1 row g+8 the same slots, a2 row g slots {2c+8, 2c+9}, a3 row g+8 those;
+// b0 column g slots {2c, 2c+1}, b1 column g slots {2c+8, 2c+9}; d0, d1 row g columns 2c, 2c+1,
+// d2, d3 row g+8 the same columns.
+__device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                         uint32_t b0, uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+                 "{%0, %1, %2, %3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void mma_f16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                        uint32_t b0, uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+                 "{%0, %1, %2, %3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// Four e4m3 codes to two f16x2 words (codes 0,1 and 2,3). Exact: every e4m3 value is an f16,
+// and so is every product of two of them in the f16 MMA, which accumulates in fp32.
+__device__ __forceinline__ void e4m3x4_to_f16(uint32_t codes, uint32_t &lo, uint32_t &hi)
+{
+    asm("{\n\t.reg .b16 c01, c23;\n\tmov.b32 {c01, c23}, %2;\n\t"
+        "cvt.rn.f16x2.e4m3x2 %0, c01;\n\tcvt.rn.f16x2.e4m3x2 %1, c23;\n\t}"
+        : "=r"(lo), "=r"(hi)
+        : "r"(codes));
+}
+
+__device__ __forceinline__ float round_bf16(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
+
+// Per group (blockIdx.y) and row tile (blockIdx.x): the expert's 16 tile rows times the
+// activation rows of the group's pairs, 16 pairs per pass.
+//   GATE_UP: rows = gate rows c0..c0+7 and up rows inter+c0..; activations = x (FP8: its e4m3
+//            copy), row t = p / topk; out = act bf16 [pairs, inter] after SwiGLU.
+//   down:    rows = r0..r0+15 of W_down; activations = act (FP8: its e4m3 copy), row p; out = y
+//            fp32 [pairs, n_out].
+// The k order is permuted, identically for A and B (a dot product does not care): lane (g, c)
+// loads 16 bytes of weight rows g and g+8 and of pair g's activations at the same k, and feeds
+// them to the MMA's k-slots of its own (c) — every load is a plain 16-byte load, the 4 lanes of
+// a row cover 64 contiguous bytes, and no shuffle or shared memory stages the operands.
+// FP8: per 128-wide k block, the MMAs accumulate e4m3 x e4m3 products (as f16, exact) into a
+// fresh fp32 partial, which is then scaled by act_scale[kb * act_rows + row] (the activation's
+// 1x128 block scale) times the weight's 128x128 block scale and added: the reference's
+// sum_kb sa * sw * dot_kb, in fp32.
+template <bool FP8, bool VEC, bool GATE_UP>
+__global__ void __launch_bounds__(32 * GEMV_WARPS)
+expert_gemv(PairGroups g, const __grid_constant__ ExpertTable tab, const uint8_t *__restrict__ act,
+            const float *__restrict__ act_scale, int act_rows, int topk, int K, int n_out, int inter,
+            void *__restrict__ out)
+{
+    __shared__ float partial[GEMV_WARPS][8][32];
+    const int grp = blockIdx.y;
+    if (grp >= *g.n_active) return; // block-uniform
+    const int e = g.expert[grp], first = g.first[grp], count = g.count[grp];
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gi = lane >> 2, ci = lane & 3;
+    constexpr int EB = FP8 ? 1 : 2; // bytes per element
+    const uint8_t *W = static_cast<const uint8_t *>(tab.data[e]);
+
+    // This lane's two weight rows (MMA rows gi and gi + 8); -1 past the matrix.
+    int row_lo, row_hi;
+    if (GATE_UP) {
+        const int col = blockIdx.x * GU_COLS + gi;
+        row_lo = col < inter ? col : -1;
+        row_hi = col < inter ? inter + col : -1;
+    } else {
+        const int r = blockIdx.x * DN_ROWS + gi;
+        row_lo = r < n_out ? r : -1;
+        row_hi = r + 8 < n_out ? r + 8 : -1;
+    }
+    const uint8_t *w_lo = row_lo >= 0 ? W + (size_t)row_lo * K * EB : nullptr;
+    const uint8_t *w_hi = row_hi >= 0 ? W + (size_t)row_hi * K * EB : nullptr;
+    const int nkb = (K + GEMV_KBLK - 1) / GEMV_KBLK;
+    const float *ws_lo = nullptr, *ws_hi = nullptr; // FP8: the rows' block scales over k blocks
+    if (FP8) {
+        if (row_lo >= 0) ws_lo = tab.scale[e] + (size_t)(row_lo / GEMV_KBLK) * nkb;
+        if (row_hi >= 0) ws_hi = tab.scale[e] + (size_t)(row_hi / GEMV_KBLK) * nkb;
+    }
+
+    for (int p0 = 0; p0 < count; p0 += PASS_PAIRS) {
+        const int np = min(PASS_PAIRS, count - p0);
+        const bool two = np > 8; // the second n8 tile has pairs (block-uniform)
+        const int *pl = g.pairs + first + p0;
+        // B operand: pair slots gi (tile 0) and 8 + gi (tile 1).
+        const uint8_t *a_row[2];
+#pragma unroll
+        for (int t = 0; t < 2; t++) {
+            const int s = 8 * t + gi;
+            int r = -1;
+            if (s < np) r = GATE_UP ? pl[s] / topk : pl[s];
+            a_row[t] = r >= 0 ? act + (size_t)r * K * EB : nullptr;
+        }
+        // C fragment columns: pair slots 8t + 2ci + j; their pairs, and (FP8) activation rows.
+        int out_pair[2][2], out_arow[2][2];
+#pragma unroll
+        for (int t = 0; t < 2; t++)
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                const int s = 8 * t + 2 * ci + j;
+                out_pair[t][j] = s < np ? pl[s] : -1;
+                out_arow[t][j] = out_pair[t][j] < 0 ? -1 : GATE_UP ? out_pair[t][j] / topk : out_pair[t][j];
+            }
+
+        float acc[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+        for (int kb = warp; kb < nkb; kb += GEMV_WARPS) {
+            if constexpr (!FP8) {
+                // 4 x 16 B per row per lane: k = kb*128 + 8c + 32u, 8 values each (2 MMAs).
+                uint4 wl[4], wh[4], xa[2][4];
+#pragma unroll
+                for (int u = 0; u < 4; u++) {
+                    const int k = kb * GEMV_KBLK + 8 * ci + 32 * u;
+                    wl[u] = load_chunk<false, VEC, true>(w_lo, k, K);
+                    wh[u] = load_chunk<false, VEC, true>(w_hi, k, K);
+                    xa[0][u] = load_chunk<false, VEC, false>(a_row[0], k, K);
+                    xa[1][u] = load_chunk<false, VEC, false>(a_row[1], k, K); // NULL unless two
+                }
+#pragma unroll
+                for (int u = 0; u < 4; u++) {
+                    mma_bf16(acc[0], wl[u].x, wh[u].x, wl[u].y, wh[u].y, xa[0][u].x, xa[0][u].y);
+                    mma_bf16(acc[0], wl[u].z, wh[u].z, wl[u].w, wh[u].w, xa[0][u].z, xa[0][u].w);
+                    if (two) {
+                        mma_bf16(acc[1], wl[u].x, wh[u].x, wl[u].y, wh[u].y, xa[1][u].x, xa[1][u].y);
+                        mma_bf16(acc[1], wl[u].z, wh[u].z, wl[u].w, wh[u].w, xa[1][u].z, xa[1][u].w);
+                    }
+                }
+            } else {
+                // 2 x 16 B per row per lane: k = kb*128 + 16c + 64u, 16 codes each (4 MMAs).
+                uint4 wl[2], wh[2], xa[2][2];
+#pragma unroll
+                for (int u = 0; u < 2; u++) {
+                    const int k = kb * GEMV_KBLK + 16 * ci + 64 * u;
+                    wl[u] = load_chunk<true, true, true>(w_lo, k, K);
+                    wh[u] = load_chunk<true, true, true>(w_hi, k, K);
+                    xa[0][u] = load_chunk<true, true, false>(a_row[0], k, K);
+                    xa[1][u] = load_chunk<true, true, false>(a_row[1], k, K); // NULL unless two
+                }
+                const float sw_lo = ws_lo ? __ldg(ws_lo + kb) : 0.0f, sw_hi = ws_hi ? __ldg(ws_hi + kb) : 0.0f;
+                float sa[2][2];
+#pragma unroll
+                for (int t = 0; t < 2; t++)
+#pragma unroll
+                    for (int j = 0; j < 2; j++) {
+                        const int r = out_arow[t][j];
+                        sa[t][j] = r >= 0 ? __ldg(act_scale + (size_t)kb * act_rows + r) : 0.0f;
+                    }
+                float part[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+#pragma unroll
+                for (int u = 0; u < 2; u++)
+#pragma unroll
+                    for (int q = 0; q < 4; q++) {
+                        uint32_t l0, l1, h0, h1, x0, x1;
+                        e4m3x4_to_f16(word_of(wl[u], q), l0, l1);
+                        e4m3x4_to_f16(word_of(wh[u], q), h0, h1);
+                        e4m3x4_to_f16(word_of(xa[0][u], q), x0, x1);
+                        mma_f16(part[0], l0, h0, l1, h1, x0, x1);
+                        if (two) {
+                            e4m3x4_to_f16(word_of(xa[1][u], q), x0, x1);
+                            mma_f16(part[1], l0, h0, l1, h1, x0, x1);
+                        }
+                    }
+#pragma unroll
+                for (int t = 0; t < 2; t++)
+#pragma unroll
+                    for (int j = 0; j < 2; j++) {
+                        acc[t][j] = fmaf(part[t][j], sa[t][j] * sw_lo, acc[t][j]);
+                        acc[t][2 + j] = fmaf(part[t][2 + j], sa[t][j] * sw_hi, acc[t][2 + j]);
+                    }
+            }
+        }
+
+        // Split-K reduction in warp order, then the epilogue in warp 0.
+#pragma unroll
+        for (int t = 0; t < 2; t++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) partial[warp][4 * t + i][lane] = acc[t][i];
+        __syncthreads();
+        if (warp == 0) {
+#pragma unroll
+            for (int t = 0; t < 2; t++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    float s = partial[0][4 * t + i][lane];
+#pragma unroll
+                    for (int w = 1; w < GEMV_WARPS; w++) s += partial[w][4 * t + i][lane];
+                    acc[t][i] = s;
+                }
+#pragma unroll
+            for (int t = 0; t < 2; t++)
+#pragma unroll
+                for (int j = 0; j < 2; j++) {
+                    const int p = out_pair[t][j];
+                    if (p < 0) continue;
+                    if (GATE_UP) {
+                        if (row_lo < 0) continue;
+                        // The reference's roundings: gate_up to bf16, then swiglu.cu's expression.
+                        const float gv = round_bf16(acc[t][j]), uv = round_bf16(acc[t][2 + j]);
+                        const float silu = gv / (1.0f + expf(-gv));
+                        static_cast<__nv_bfloat16 *>(out)[(size_t)p * inter + row_lo] =
+                            __float2bfloat16_rn(__fmul_rn(silu, uv));
+                    } else {
+                        float *y = static_cast<float *>(out) + (size_t)p * n_out;
+                        if (row_lo >= 0) y[row_lo] = acc[t][j];
+                        if (row_hi >= 0) y[row_hi] = acc[t][2 + j];
+                    }
+                }
+        }
+        __syncthreads(); // partial is reused by the next pass
+    }
+}
+
+// out[t, col] = bf16(residual[t, col] + sum_j w[t, j] * y[t*topk + j, col]) over the slots with
+// an expert, in slot order, fp32. A token with an id >= ne gets NaN (see the header comment).
+// residual[o] is read before out[o] is written by the same thread (they may alias).
+__global__ void __launch_bounds__(COMBINE_THREADS)
+combine_pairs(const float *__restrict__ y, const int32_t *__restrict__ ids, const float *__restrict__ wts, int n,
+              int topk, int ne, int hidden, const uint16_t *residual, uint16_t *out)
+{
+    const int col = blockIdx.x * COMBINE_THREADS + threadIdx.x;
+    if (col >= hidden) return;
+    for (int t = blockIdx.y; t < n; t += gridDim.y) {
+        float acc = 0.0f;
+        bool bad = false;
+        for (int j = 0; j < topk; j++) {
+            const size_t p = (size_t)t * topk + j;
+            const int e = __ldg(ids + p);
+            if (e < 0) continue;
+            if (e >= ne) {
+                bad = true;
+                continue;
+            }
+            acc = fmaf(__ldg(wts + p), y[p * hidden + col], acc);
+        }
+        const size_t o = (size_t)t * hidden + col;
+        if (residual) acc = __fadd_rn(acc, bf16f(residual[o]));
+        out[o] = bad ? (uint16_t)0x7fc0 : __bfloat16_as_ushort(__float2bfloat16_rn(acc));
+    }
+}
+
+// Scratch of the decode path (offsets in bytes, 256-aligned). fp8: also the e4m3 copies of x
+// and act with their 1x128 block scales (quant_fp8.cu's layout: scale[kb * rows + row]).
+struct SmallLayout {
+    size_t n_active, expert, first, count, pairs, act, y, xq, xs, aq, as, total;
+};
+
+SmallLayout small_layout(int n, int topk, int hidden, int inter, bool fp8)
+{
+    const size_t pairs = (size_t)n * topk;
+    const size_t kb_h = ((size_t)hidden + 127) / 128, kb_i = ((size_t)inter + 127) / 128;
+    SmallLayout L = {};
+    size_t off = 0;
+    L.n_active = off, off += align256(sizeof(int));
+    L.expert = off, off += align256(pairs * sizeof(int));
+    L.first = off, off += align256(pairs * sizeof(int));
+    L.count = off, off += align256(pairs * sizeof(int));
+    L.pairs = off, off += align256(pairs * sizeof(int));
+    L.act = off, off += align256(pairs * inter * 2);
+    L.y = off, off += align256(pairs * hidden * sizeof(float));
+    if (fp8) {
+        L.xq = off, off += align256((size_t)n * hidden);
+        L.xs = off, off += align256(kb_h * n * sizeof(float));
+        L.aq = off, off += align256(pairs * inter);
+        L.as = off, off += align256(kb_i * pairs * sizeof(float));
+    }
+    L.total = off;
+    return L;
+}
+
+// The scratch the decode path needs, taken without growing it inside a capture.
+int small_scratch(dsa_cuda_ctx *c, const char *op, size_t bytes, int n, int topk, int hidden, int inter, void **p)
+{
+    cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+    int rc = dsa_cuda_status(c, cudaStreamIsCapturing(c->stream, &cs), op);
+    if (rc) return rc;
+    if (cs != cudaStreamCaptureStatusNone && c->scratch_bytes < bytes)
+        return dsa_cuda_fail(c,
+                             "%s: the decode path needs %zu bytes of scratch (n = %d, topk = %d, hidden = %d, "
+                             "inter = %d) but has %zu, and it cannot grow inside a CUDA graph capture: call "
+                             "dsa_cuda_moe_reserve before capturing",
+                             op, bytes, n, topk, hidden, inter, c->scratch_bytes);
+    return dsa_cuda_scratch(c, bytes, p);
+}
+
+template <bool FP8, bool VEC, bool GATE_UP>
+int launch_gemv(dsa_cuda_ctx *c, dim3 grid, const PairGroups &g, const ExpertTable &tab, const void *act,
+                const float *act_scale, int act_rows, int topk, int K, int n_out, int inter, void *out)
+{
+    expert_gemv<FP8, VEC, GATE_UP><<<grid, 32 * GEMV_WARPS, 0, c->stream>>>(
+        g, tab, static_cast<const uint8_t *>(act), act_scale, act_rows, topk, K, n_out, inter, out);
+    return dsa_cuda_check(c, GATE_UP ? "moe_experts: gate_up" : "moe_experts: down");
+}
+
+// The decode path. fp8_* say the matrix kind's dtype (all experts alike), vec_* whether bf16
+// rows take 16-byte loads (FP8 ones always do).
+int experts_small(dsa_cuda_ctx *c, const bf16_t *x, int n, int hidden, const int32_t *ids, const float *weights,
+                  int topk, int ne, int inter, const dsa_weight *gate_up, const dsa_weight *down,
+                  const bf16_t *residual, bf16_t *out, bool fp8_gu, bool fp8_dn, bool vec_gu, bool vec_dn)
+{
+    const int pairs = n * topk;
+    int rc = DSA_OK;
+    void *scratch = NULL;
+    SmallLayout L = {};
+    if (pairs > 0) {
+        L = small_layout(n, topk, hidden, inter, fp8_gu || fp8_dn);
+        if ((rc = small_scratch(c, "moe_experts", L.total, n, topk, hidden, inter, &scratch))) return rc;
+    }
+    uint8_t *base = static_cast<uint8_t *>(scratch);
+    float *y = reinterpret_cast<float *>(base + L.y);
+    if (pairs > 0) {
+        PairGroups g = {reinterpret_cast<int *>(base + L.n_active), reinterpret_cast<int *>(base + L.expert),
+                        reinterpret_cast<int *>(base + L.first), reinterpret_cast<int *>(base + L.count),
+                        reinterpret_cast<int *>(base + L.pairs)};
+        bf16_t *act = reinterpret_cast<bf16_t *>(base + L.act);
+        uint8_t *xq = base + L.xq, *aq = base + L.aq;
+        float *xs = reinterpret_cast<float *>(base + L.xs), *as = reinterpret_cast<float *>(base + L.as);
+        // Host-side tables, passed by value as kernel parameters (a capture copies them).
+        ExpertTable tgu, tdn;
+        memset(&tgu, 0, sizeof tgu);
+        memset(&tdn, 0, sizeof tdn);
+        for (int e = 0; e < ne; e++) {
+            tgu.data[e] = gate_up[e].data, tgu.scale[e] = gate_up[e].scale;
+            tdn.data[e] = down[e].data, tdn.scale[e] = down[e].scale;
+        }
+        const unsigned max_groups = (unsigned)(ne < pairs ? ne : pairs);
+
+        group_pairs<<<1, GROUP_THREADS, 0, c->stream>>>(ids, pairs, ne, g);
+        if ((rc = dsa_cuda_check(c, "moe_experts: grouping"))) return rc;
+
+        const dim3 grid_gu((unsigned)((inter + GU_COLS - 1) / GU_COLS), max_groups);
+        if (fp8_gu) {
+            if ((rc = dsa_cuda_quant_e4m3_rows(c, x, hidden, n, n, hidden, xq, xs))) return rc;
+            rc = launch_gemv<true, true, true>(c, grid_gu, g, tgu, xq, xs, n, topk, hidden, inter, inter, act);
+        } else if (vec_gu) {
+            rc = launch_gemv<false, true, true>(c, grid_gu, g, tgu, x, NULL, n, topk, hidden, inter, inter, act);
+        } else {
+            rc = launch_gemv<false, false, true>(c, grid_gu, g, tgu, x, NULL, n, topk, hidden, inter, inter, act);
+        }
+        if (rc) return rc;
+
+        // Rows of act for pairs without an expert hold stale scratch; nothing reads them (the
+        // FP8 quantisation does, harmlessly: their codes are never used).
+        const dim3 grid_dn((unsigned)((hidden + DN_ROWS - 1) / DN_ROWS), max_groups);
+        if (fp8_dn) {
+            if ((rc = dsa_cuda_quant_e4m3_rows(c, act, inter, pairs, pairs, inter, aq, as))) return rc;
+            rc = launch_gemv<true, true, false>(c, grid_dn, g, tdn, aq, as, pairs, topk, inter, hidden, inter, y);
+        } else if (vec_dn) {
+            rc = launch_gemv<false, true, false>(c, grid_dn, g, tdn, act, NULL, pairs, topk, inter, hidden, inter, y);
+        } else {
+            rc = launch_gemv<false, false, false>(c, grid_dn, g, tdn, act, NULL, pairs, topk, inter, hidden, inter, y);
+        }
+        if (rc) return rc;
+    }
+
+    const dim3 grid_out((unsigned)((hidden + COMBINE_THREADS - 1) / COMBINE_THREADS),
+                        (unsigned)(n < 65535 ? n : 65535)); // grid.y's limit: combine_pairs loops over tokens
+    combine_pairs<<<grid_out, COMBINE_THREADS, 0, c->stream>>>(y, ids, weights, n, topk, ne, hidden,
+                                                               reinterpret_cast<const uint16_t *>(residual),
+                                                               reinterpret_cast<uint16_t *>(out));
+    return dsa_cuda_check(c, "moe_experts: combine");
+}
+
+// The grouped path (B) synchronises: it says so instead of failing inside a capture.
 int refuse_capture(dsa_cuda_ctx *c, const char *op)
 {
     cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
     int rc = dsa_cuda_status(c, cudaStreamIsCapturing(c->stream, &cs), op);
     if (rc) return rc;
     if (cs != cudaStreamCaptureStatusNone)
-        return dsa_cuda_fail(c, "%s: cannot run inside a CUDA graph capture yet (it reads the per-expert token counts "
-                                "back to the host)", op);
+        return dsa_cuda_fail(c, "%s: these arguments take the grouped path, which cannot run inside a CUDA graph "
+                                "capture (it reads the per-expert token counts back to the host); the decode path, "
+                                "which can, takes n * topk <= %d, at most %d experts, and FP8 weights only with "
+                                "hidden and inter multiples of 16 and 16-byte aligned data",
+                             op, SMALL_MAX_PAIRS, SMALL_MAX_EXPERTS);
     return DSA_OK;
 }
 
@@ -267,13 +803,29 @@ extern "C" int dsa_cuda_moe_experts(void *ctx, const bf16_t *x, int n, int hidde
     if (n == 0) return DSA_OK;
     if (!x || !out || (topk > 0 && (!ids || !weights)) || !gate_up || !down)
         return dsa_cuda_fail(c, "moe_experts: a pointer argument is NULL");
-    for (int e = 0; e < ne; e++)
+    // Besides validating: whether each matrix kind is one dtype across experts, and whether all
+    // its data is 16-byte aligned (the decode path's 16-byte loads).
+    bool same_gu = true, same_dn = true, al_gu = true, al_dn = true;
+    for (int e = 0; e < ne; e++) {
         if (!weight_ok(&gate_up[e], 2 * inter, hidden) || !weight_ok(&down[e], hidden, inter))
             return dsa_cuda_fail(c,
                                  "moe_experts: expert %d has gate_up [%d, %d] and down [%d, %d] (dtypes %d, %d), "
                                  "expected [%d, %d] and [%d, %d], with data (and scales if FP8)",
                                  e, gate_up[e].n, gate_up[e].k, down[e].n, down[e].k, gate_up[e].dtype, down[e].dtype,
                                  2 * inter, hidden, hidden, inter);
+        same_gu &= gate_up[e].dtype == gate_up[0].dtype, same_dn &= down[e].dtype == down[0].dtype;
+        al_gu &= (uintptr_t)gate_up[e].data % 16 == 0, al_dn &= (uintptr_t)down[e].data % 16 == 0;
+    }
+
+    // The decode path (A in the header comment) when the pairs are few and the weights suit it.
+    const bool fp8_gu = gate_up[0].dtype == DSA_FP8_E4M3, fp8_dn = down[0].dtype == DSA_FP8_E4M3;
+    const bool vec_gu = al_gu && hidden % (fp8_gu ? 16 : 8) == 0 && (fp8_gu || (uintptr_t)x % 16 == 0);
+    const bool vec_dn = al_dn && inter % (fp8_dn ? 16 : 8) == 0;
+    if ((long long)n * topk <= SMALL_MAX_PAIRS && ne <= SMALL_MAX_EXPERTS && same_gu && same_dn &&
+        (!fp8_gu || vec_gu) && (!fp8_dn || vec_dn))
+        return experts_small(c, x, n, hidden, ids, weights, topk, ne, inter, gate_up, down, residual, out, fp8_gu,
+                             fp8_dn, vec_gu, vec_dn);
+
     int rc = refuse_capture(c, op);
     if (rc) return rc;
 
@@ -390,4 +942,19 @@ extern "C" int dsa_cuda_moe_experts(void *ctx, const bf16_t *x, int n, int hidde
     }
     free(h_counts), free(h_offsets);
     return rc;
+}
+
+extern "C" int dsa_cuda_moe_reserve(void *ctx, int max_tokens, int topk, int hidden, int inter)
+{
+    dsa_cuda_ctx *c = (dsa_cuda_ctx *)ctx;
+    if (max_tokens < 0 || topk < 0 || hidden <= 0 || inter <= 0)
+        return dsa_cuda_fail(c, "moe_reserve: max_tokens = %d, topk = %d, hidden = %d, inter = %d", max_tokens, topk,
+                             hidden, inter);
+    if (max_tokens == 0 || topk == 0 || topk > SMALL_MAX_PAIRS) return DSA_OK; // no decode-path scratch at all
+    // The largest n the decode path takes; the layout grows with n, so this covers every smaller
+    // one. FP8 parts included: the dtype is not known here, and they are small.
+    const int n = max_tokens < SMALL_MAX_PAIRS / topk ? max_tokens : SMALL_MAX_PAIRS / topk;
+    void *p = NULL;
+    const size_t bytes = small_layout(n, topk, hidden, inter, true).total;
+    return small_scratch(c, "moe_reserve", bytes, n, topk, hidden, inter, &p);
 }

@@ -264,35 +264,48 @@ static dsa_rope idx_rope(const dsa_fwd *f)
 static int scale_mode(const dsa_fwd *f) { return f->m.fp8_ue8m0 ? DSA_SCALE_UE8M0 : DSA_SCALE_FP32; }
 
 /* Decode caches hold `context` random tokens per request: random latent rows quantised by the
- * same cache writers the step uses, so they have the real layout and value range. */
+ * same cache writers the step uses, so they have the real layout and value range. Written in
+ * blocks of FILL_ROWS rows through buffers of their own (the step's workspace has only
+ * `batch` rows: filling 200K positions through it took minutes). */
+#define FILL_ROWS 16384
 static int fill_decode_caches(dsa_fwd *f, dsa_err *e)
 {
-    const int R = f->T; /* reuse the workspace's rows: kv [T, 576], ik [T, 128] */
+    const dsa_ops *ops = f->ops;
     int64_t L = f->context;
-    for (int l = 0; l < f->o.layers; l++) {
-        for (int b = 0; b < f->batch; b++) {
-            for (int64_t p0 = 0; p0 < L; p0 += R) {
+    const int R = (int)(L < FILL_ROWS ? L : FILL_ROWS);
+    bf16_t *kv = NULL, *k = NULL;
+    int32_t *pos = NULL, *h_pos = malloc((size_t)R * sizeof *h_pos);
+    int64_t *slot = NULL, *h_slot = malloc((size_t)R * sizeof *h_slot);
+    int rc = 0;
+    if (!h_pos || !h_slot) rc = dsa_fail(e, DSA_EXIT_RUNTIME, "out of host memory");
+    if (!rc && (ops->alloc(ops->ctx, (void **)&kv, (size_t)R * 576 * 2) || ops->alloc(ops->ctx, (void **)&k, (size_t)R * 128 * 2) ||
+                ops->alloc(ops->ctx, (void **)&pos, (size_t)R * 4) || ops->alloc(ops->ctx, (void **)&slot, (size_t)R * 8)))
+        rc = dsa_fail(e, DSA_EXIT_RUNTIME, "decode cache fill: %s", ops->last_error(ops->ctx));
+    for (int l = 0; !rc && l < f->o.layers; l++)
+        for (int b = 0; !rc && b < f->batch; b++)
+            for (int64_t p0 = 0; !rc && p0 < L; p0 += R) {
                 int n = (int)(L - p0 < R ? L - p0 : R);
                 for (int i = 0; i < n; i++) {
-                    f->h_pos[i] = (int32_t)(p0 + i);
-                    f->h_slot[i] = (int64_t)b * (L + 1) + p0 + i;
+                    h_pos[i] = (int32_t)(p0 + i);
+                    h_slot[i] = (int64_t)b * (L + 1) + p0 + i;
                 }
                 uint64_t s = tensor_seed(f, S_MLA_CACHE, l) ^ mix64((uint64_t)b << 32 ^ (uint64_t)p0);
-                OP(f->ops->upload(f->ops->ctx, f->pos, f->h_pos, (size_t)n * 4), "upload");
-                OP(f->ops->upload(f->ops->ctx, f->slot, f->h_slot, (size_t)n * 8), "upload");
-                OP(f->ops->fill_bf16(f->ops->ctx, f->kv, (size_t)n * 576, s, 1.0f), "fill");
-                OP(f->ops->mla_cache_write_fp8(f->ops->ctx, f->kv, 576, n, f->slot, f->mla_fp8[l], scale_mode(f)),
-                   "mla_cache_write_fp8");
-                if (f->idx[l]) {
-                    OP(f->ops->fill_bf16(f->ops->ctx, f->ik, (size_t)n * 128, s ^ 0x5bd1e995, 1.0f), "fill");
-                    OP(f->ops->idx_prep_k(f->ops->ctx, f->ik, 128, n, f->L[l].ik_ln_w, f->L[l].ik_ln_b, f->pos,
-                                          idx_rope(f), scale_mode(f), f->slot, f->idx[l]),
-                       "idx_prep_k");
-                }
+                if (ops->upload(ops->ctx, pos, h_pos, (size_t)n * 4) || ops->upload(ops->ctx, slot, h_slot, (size_t)n * 8) ||
+                    ops->fill_bf16(ops->ctx, kv, (size_t)n * 576, s, 1.0f) ||
+                    ops->mla_cache_write_fp8(ops->ctx, kv, 576, n, slot, f->mla_fp8[l], scale_mode(f)) ||
+                    (f->idx[l] && (ops->fill_bf16(ops->ctx, k, (size_t)n * 128, s ^ 0x5bd1e995, 1.0f) ||
+                                   ops->idx_prep_k(ops->ctx, k, 128, n, f->L[l].ik_ln_w, f->L[l].ik_ln_b, pos, idx_rope(f),
+                                                   scale_mode(f), slot, f->idx[l]))) ||
+                    ops->sync(ops->ctx)) /* the host staging is reused by the next block */
+                    rc = dsa_fail(e, DSA_EXIT_RUNTIME, "decode cache fill: %s", ops->last_error(ops->ctx));
             }
-        }
-    }
-    return 0;
+    if (kv) ops->release(ops->ctx, kv);
+    if (k) ops->release(ops->ctx, k);
+    if (pos) ops->release(ops->ctx, pos);
+    if (slot) ops->release(ops->ctx, slot);
+    free(h_pos);
+    free(h_slot);
+    return rc;
 }
 
 static int make_caches(dsa_fwd *f, dsa_err *e)

@@ -70,7 +70,7 @@ static void print_text(FILE *o, const dsa_report_row *rows, int n, int md)
                        "indexer %% | status |\n|---|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n",
                     phase ? "decode" : "prefill", tcol);
         } else {
-            fprintf(o, "# %s\n", phase ? "decode (one step, CUDA-graph replay on the GPU)" : "prefill (all chunks, all layers)");
+            fprintf(o, "# %s\n", phase ? "decode (one step per repetition; graph or eager: see argv)" : "prefill (all chunks, all layers)");
             fprintf(o, "# %-18s %9s %5s %-12s %7s %4s %10s %11s %11s %8s %8s %8s  %s\n", "model", "context", "batch",
                     "config", "F", "reps", tcol, "tok/s/req", "tok/s", "speedup%", "amdahl%", "indexer%", "status");
         }

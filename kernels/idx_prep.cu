@@ -45,17 +45,7 @@ constexpr int K_ROWS_PER_BLOCK = 16;
 __device__ __forceinline__ float bf16f(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
 __device__ __forceinline__ float round_bf16(float f) { return __uint_as_float((uint32_t)__bfloat16_as_ushort(__float2bfloat16_rn(f)) << 16); }
 
-__device__ __forceinline__ float fp8_scale(float amax, int ue8m0)
-{
-    float s = fmaxf(amax, DSA_FP8_AMAX_FLOOR) / DSA_FP8_MAX;
-    if (ue8m0 && isfinite(s)) {
-        const uint32_t b = __float_as_uint(s);
-        if (b & 0x007fffffu) s = __uint_as_float((b & 0x7f800000u) + 0x00800000u); // next power of two up
-    }
-    return s;
-}
-
-__device__ __forceinline__ uint32_t e4m3(float v) { return __nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3); }
+#include "fp8_device.cuh"
 
 // 8 bf16 at p (16-byte aligned when vec) -> fp32.
 __device__ __forceinline__ void load8(const uint16_t *p, bool vec, float (&v)[PER_LANE])

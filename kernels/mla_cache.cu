@@ -28,17 +28,7 @@ static_assert(DSA_KV_LORA == 32 * 16, "one warp covers c_kv with 16 values per l
 __device__ __forceinline__ float bf16_lo(uint32_t u) { return __uint_as_float(u << 16); }
 __device__ __forceinline__ float bf16_hi(uint32_t u) { return __uint_as_float(u & 0xffff0000u); }
 
-__device__ __forceinline__ float fp8_scale(float amax, int ue8m0)
-{
-    float s = fmaxf(amax, DSA_FP8_AMAX_FLOOR) / DSA_FP8_MAX;
-    if (ue8m0 && isfinite(s)) {
-        const uint32_t b = __float_as_uint(s);
-        if (b & 0x007fffffu) s = __uint_as_float((b & 0x7f800000u) + 0x00800000u); // next power of two up
-    }
-    return s;
-}
-
-__device__ __forceinline__ uint32_t e4m3(float v) { return __nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3); }
+#include "fp8_device.cuh"
 
 __device__ __forceinline__ uint32_t e4m3x4(const float *v, float scale)
 {

@@ -23,7 +23,7 @@ constexpr int QBLK = 128;              // quantisation block: 1 x 128 values
 constexpr int QUANT_WARPS = 8;         // one warp per (row, block): 4 values per lane
 constexpr int SMALL_THREADS = 256;     // the two elementwise kernels
 
-__device__ __forceinline__ uint32_t e4m3(float v) { return __nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3); }
+#include "fp8_device.cuh"
 
 // Rows >= m (padding up to m_total) quantise as zeros. k % 16 == 0, so a lane's 4 values are
 // all inside the row or all past its end.

@@ -150,9 +150,23 @@ __device__ __forceinline__ void named_sync(int id, int n)
 {
     asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
 }
+// The h64 hand-offs (kBarMax0/1, kBarP0/1): the producer arrives, the consumer syncs. bar.arrive
+// orders the producer's earlier shared-memory accesses before everything the consumers do after
+// their matching bar.sync (PTX: they "are performed relative to all threads participating in the
+// barrier"). compute-sanitizer racecheck nevertheless reports hazards across kBarMax1 (every
+// iteration) and kBarP0 (some iterations), where the consumer is usually already waiting when
+// the producer arrives, and none across kBarMax0, where the producer usually arrives first:
+// judged a tool limitation (inferred from the hazard counts; see the comments at WG0's row_max
+// read and store_p64). -DDSA_SPARSE_MLA_RACECHECK turns every hand-off into bar.sync on both
+// sides (same barriers in the same order in both warpgroups: no deadlock; identical results) to
+// check that under racecheck; it costs the seesaw overlap, so never time that build.
 __device__ __forceinline__ void named_arrive(int id, int n)
 {
+#ifdef DSA_SPARSE_MLA_RACECHECK
+    named_sync(id, n);
+#else
     asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+#endif
 }
 
 // 16-byte global -> shared copy; valid == false writes zeros and reads nothing.
@@ -523,9 +537,15 @@ __device__ __forceinline__ void gather_bf16(uint32_t stage, const uint8_t *cache
 // chunks 2 (j % 4) and 2 (j % 4) + 1, so a stage needs no staging buffer; the row's 4 scales
 // (16 B) are copied to logical chunk 0 of each tile row, also free until widened. Instruction k
 // covers rows 2k (lanes 0-15) and 2k + 1 (lanes 16-31) of the warp; lane piece 16 half + l % 16.
-// The lane that copies a piece widens it, so only its own copies must have landed; the 4 lanes
-// sharing a destination row are in one warp (__syncwarp separates their reads from their
-// writes). Half 1 also copies k_pe (bf16, final) into tile 8 (rows 4k + l / 8, chunk l % 8).
+// The lane that copies a piece widens it. Besides its own copy it reads the row's scales (copied
+// by lane l & ~3), and its bf16 output overwrites chunks copied by the row's other lanes: lanes
+// of its own warp (a warp copies and widens only its own 16 rows), each of which has waited for
+// its own copies (cp.async.wait_group) before the __syncwarp that opens widen_fp8; a second
+// __syncwarp separates the row's reads from its writes. So no warpgroup barrier is needed. A
+// stage half is copied into again only after free(stage, half), which completes after the compute
+// warpgroup passed ready(stage, half), on which every gather thread arrives after its widening:
+// the next pair's copies never overlap this pair's widening. Half 1 also copies k_pe (bf16,
+// final) into tile 8 (rows 4k + l / 8, chunk l % 8).
 __device__ __forceinline__ void gather_fp8(uint32_t stage, const uint8_t *cache, int tok, int gw, int lane, int half)
 {
     opaque(stage);
@@ -833,11 +853,31 @@ __device__ __forceinline__ void h64_wg0(const SparseMlaParams &p, const BlockWor
 
         // WG1 has folded its chunk's maximum in: rescale to it, hand P over
         named_sync(kBarMax1, 256);
+        // Ordered, although racecheck reports this read against WG1's row_max write (one hazard
+        // per byte per iteration; see named_arrive). row_max per iteration it, one phase of each
+        // barrier per iteration:
+        //   WG0 writes (q == 0) -> bar.arrive kBarMax0 -> WG1 bar.sync kBarMax0 -> WG1 reads;
+        //   WG1 reads -> __syncwarp -> WG1 writes (q == 0) -> bar.arrive kBarMax1 -> this
+        //   bar.sync -> this read (RAW);
+        //   this read -> (program order) WG0's write of it + 1 -> kBarMax0 of it + 1 -> WG1's
+        //   write of it + 1 (WAR); WG0's q == 0 write of it + 1 after its quad's reads of it:
+        //   kBarP1 (bar.sync by all of WG0) lies between.
+        // Phases cannot slip: WG1 arrives on kBarMax1 of it + 1 only after kBarMax0 of it + 1,
+        // which WG0 arrives on only after passing kBarMax1 of it.
         const float2 nm = row_max[tid >> 2];
         const float f0 = ex2(m[0] - nm.x), f1 = ex2(m[1] - nm.y);
         m[0] = nm.x;
         m[1] = nm.y;
         pack_p64(pa, s, f0, f1);
+        // p0 is stage 0's k_pe tile (tile 8), which the gather refills with cp.async every pair.
+        // Racecheck reports these stores against the gather's k_pe cp.async, only in blocks of
+        // >= 2 iterations, i.e. this store of it against the copy of it + 1 (WAW); it is ordered:
+        //   this store -> fence.proxy.async -> bar.arrive kBarP0 -> WG1 bar.sync kBarP0 -> WG1's
+        //   wgmma reads p0 -> wgmma.wait_group 0 -> mbarrier.arrive free(0, 1) (all 128 WG1
+        //   threads) -> the gather's wait on free(0, 1) -> its half-1 copies into stage 0 (tile 8).
+        // The other way, the copy of it lands before this store: the gather arrives on ready(0, 1)
+        // once its copies have landed (cp.async.mbarrier.arrive.noinc; FP8: wait_group, then
+        // arrive), and WG0 waited on ready(0, 1) before the S product that precedes this store.
         store_p64(p0, pa, warp, g, q);
         fence_proxy_async();
         named_arrive(kBarP0, 256);
@@ -910,6 +950,7 @@ __device__ __forceinline__ void h64_wg1(const SparseMlaParams &p, const BlockWor
         const float2 ref = row_max[tid >> 2];
         softmax64(s, o, pa, m, l, ref.x, ref.y, p.scale_log2);
         __syncwarp(); // the row's 4 lanes have read row_max before lane q == 0 overwrites it
+        // WG0 reads this after kBarMax1 (racecheck reports the pair; ordered, see h64_wg0)
         if (q == 0) row_max[tid >> 2] = make_float2(m[0], m[1]);
         named_arrive(kBarMax1, 256);
 

@@ -401,8 +401,8 @@ int dsa_kbench_run(const dsa_kbench_opts *o, dsa_run *run, dsa_err *e)
     run->dev.peak_bf16_tflops = ceil.bf16_tflops;
     run->dev.peak_fp8_tflops = ceil.fp8_tflops;
     run->dev.copy_gbs = ceil.copy_gbs;
-    snprintf(run->schema, sizeof run->schema, "%s", DSA_SCHEMA);
-    snprintf(run->argv, sizeof run->argv, "%s", o->argv ? o->argv : "");
+    dsa_run_stamp(run, o->argv);
+    snprintf(run->model.name, sizeof run->model.name, "kernels");
     /* count the cases first, for progress */
     int total = 0;
     for (int d = 0; d < N_DEFS; d++) {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 static int is_decode(const dsa_point *p) { return strcmp(p->phase, "decode") == 0; }
+static int is_kernel(const dsa_point *p) { return strcmp(p->phase, "kernel") == 0; }
 
 int dsa_report_rows(const dsa_run *runs, int n_runs, dsa_report_row **rows, int *n_rows)
 {
@@ -62,7 +63,7 @@ static void print_text(FILE *o, const dsa_report_row *rows, int n, int md)
     const char *sep = md ? " |" : "";
     for (int phase = 0; phase < 2; phase++) {
         int any = 0;
-        for (int i = 0; i < n; i++) any |= is_decode(rows[i].pt) == phase;
+        for (int i = 0; i < n; i++) any |= !is_kernel(rows[i].pt) && is_decode(rows[i].pt) == phase;
         if (!any) continue;
         const char *tcol = phase ? "ms/step" : "time_s";
         if (md) {
@@ -77,7 +78,7 @@ static void print_text(FILE *o, const dsa_report_row *rows, int n, int md)
         for (int i = 0; i < n; i++) {
             const dsa_report_row *r = &rows[i];
             const dsa_point *p = r->pt;
-            if (is_decode(p) != phase) continue;
+            if (is_kernel(p) || is_decode(p) != phase) continue;
             char F[32];
             snprintf(F, sizeof F, "%d/%d", p->n_full, p->n_layers);
             if (md) fprintf(o, "| %s | %lld | %d | %s | %s | %d |", r->run->model.name, (long long)p->context, p->batch,
@@ -94,6 +95,34 @@ static void print_text(FILE *o, const dsa_report_row *rows, int n, int md)
             else fprintf(o, "  %s: %s", status_name(p->status), p->reason);
             fputs(md ? " |\n" : "\n", o);
         }
+    }
+}
+
+/* `dsa-bench kernels` files: one row per kernel case, with the work counted per launch. */
+static void print_kernels(FILE *o, const dsa_report_row *rows, int n, int md)
+{
+    int any = 0;
+    for (int i = 0; i < n; i++) any |= is_kernel(rows[i].pt);
+    if (!any) return;
+    if (md)
+        fprintf(o, "\n| kernel | context | batch | rows | reps | median us | TFLOP/s | GB/s | status |\n"
+                   "|---|--:|--:|--:|--:|--:|--:|--:|---|\n");
+    else
+        fprintf(o, "# kernels (rows: queries of a prefill case, requests of a decode case)\n#  %-26s %9s %5s %6s %5s %11s %9s %9s  %s\n",
+                "kernel", "context", "batch", "rows", "reps", "median_us", "TFLOP/s", "GB/s", "status");
+    for (int i = 0; i < n; i++) {
+        const dsa_point *p = rows[i].pt;
+        if (!is_kernel(p)) continue;
+        int ok = p->status == DSA_POINT_OK;
+        double s = p->wall_median_ms * 1e-3;
+        double us = ok ? 1e3 * p->wall_median_ms : NAN, tf = ok && p->flops > 0 ? p->flops / s / 1e12 : NAN,
+               gb = ok && p->bytes > 0 ? p->bytes / s / 1e9 : NAN;
+        if (md) fprintf(o, "| %s | %lld | %d | %d | %d |", p->config, (long long)p->context, p->batch, p->chunk, p->reps);
+        else fprintf(o, "   %-26s %9lld %5d %6d %5d", p->config, (long long)p->context, p->batch, p->chunk, p->reps);
+        num(o, 11, 1, us); fputs(md ? " |" : "", o);
+        num(o, 9, 1, tf); fputs(md ? " |" : "", o);
+        num(o, 9, 1, gb); fputs(md ? " |" : "", o);
+        fprintf(o, "  %s%s%s%s\n", ok ? "ok" : status_name(p->status), ok ? "" : ": ", p->reason, md ? " |" : "");
     }
 }
 
@@ -167,6 +196,7 @@ int dsa_report_print(FILE *o, const dsa_run *runs, int n_runs, int format)
                    "point's indexer share s\n",
                 format == DSA_FMT_MD ? ">" : "#");
         print_text(o, rows, n, format == DSA_FMT_MD);
+        print_kernels(o, rows, n, format == DSA_FMT_MD);
     } else
         print_records(o, rows, n, format == DSA_FMT_JSON);
     free(rows);

@@ -182,12 +182,16 @@ static int run_point(const dsa_sweep_opts *o, const dsa_ops *ops, const point_sp
     return rc;
 }
 
-static void utc_now(char *buf, size_t len)
+void dsa_run_stamp(dsa_run *run, const char *argv)
 {
+    snprintf(run->schema, sizeof run->schema, "%s", DSA_SCHEMA);
+    snprintf(run->tool_version, sizeof run->tool_version, "%s", DSA_VERSION);
+    snprintf(run->git_sha, sizeof run->git_sha, "%s", DSA_GIT_SHA);
+    snprintf(run->argv, sizeof run->argv, "%s", argv ? argv : "");
     time_t t = time(NULL);
     struct tm tm;
     gmtime_r(&t, &tm);
-    strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    strftime(run->utc, sizeof run->utc, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 int dsa_sweep_run(const dsa_sweep_opts *o, dsa_run *run, dsa_err *e)
@@ -252,11 +256,7 @@ int dsa_sweep_run(const dsa_sweep_opts *o, dsa_run *run, dsa_err *e)
     double free_bytes = 0;
     memset(run, 0, sizeof *run);
     if ((rc = dsa_device_open(o->device_cpu, &ops, &run->dev, &free_bytes, e))) goto out;
-    snprintf(run->schema, sizeof run->schema, "%s", DSA_SCHEMA);
-    snprintf(run->tool_version, sizeof run->tool_version, "%s", DSA_VERSION);
-    snprintf(run->git_sha, sizeof run->git_sha, "%s", DSA_GIT_SHA);
-    utc_now(run->utc, sizeof run->utc);
-    snprintf(run->argv, sizeof run->argv, "%s", o->argv ? o->argv : "");
+    dsa_run_stamp(run, o->argv);
     run->model = o->model;
     run->layers_run = layers;
     run->shared_weights = o->shared_weights;

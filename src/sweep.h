@@ -43,6 +43,9 @@ void dsa_sweep_defaults(dsa_sweep_opts *o);
  * with the file written up to the last good point. */
 int dsa_sweep_run(const dsa_sweep_opts *o, dsa_run *run, dsa_err *e);
 
+/* Schema, tool version, git sha, UTC time and the command line of a new report. */
+void dsa_run_stamp(dsa_run *run, const char *argv);
+
 /* Summary statistics of n samples (n >= 1). */
 double dsa_median(const double *x, int n);
 double dsa_stdev(const double *x, int n);

@@ -73,6 +73,8 @@ static int build_run(dsa_run *r, const dsa_model *m)
     p->indexer_ms = 0.375;
     p->indexer_share = 0.25;
     p->tok_s = 256 / 1.5e-3;
+    p->flops = 3.25e12;
+    p->bytes = 1.5e9;
     p->status = DSA_POINT_OK;
     static const double s0[] = {1.5, 1.25, 1.75};
     p->samples = copy_of(s0, sizeof s0);
@@ -196,6 +198,8 @@ static void check_run(const dsa_run *a, const dsa_run *b)
         CHECK_NEAR(p->indexer_ms, q->indexer_ms, 0);
         CHECK_NEAR(p->indexer_share, q->indexer_share, 0);
         CHECK_NEAR(p->tok_s, q->tok_s, 0);
+        CHECK_NEAR(p->flops, q->flops, 0);
+        CHECK_NEAR(p->bytes, q->bytes, 0);
         CHECK_INT(p->status, q->status);
         CHECK_STR(p->reason, q->reason);
 
@@ -365,7 +369,7 @@ static int replace_dataset(const char *path, const char *dset, const char *membe
 {
     hsize_t n = 1;
     size_t vsize = H5Tget_size(mt);
-    unsigned char row[64] = {0};
+    unsigned char row[256] = {0};
     hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
     hid_t ct = H5Tcreate(H5T_COMPOUND, 8 + vsize), sp = H5Screate_simple(1, &n, NULL), ds = -1;
     int rc;
@@ -532,6 +536,142 @@ static void test_write_errors(void)
     dsa_run_free(&run);
 }
 
+static void fill_max(char *s, size_t size, char c)
+{
+    for (size_t i = 0; i + 1 < size; i++) s[i] = (char)(c + i % 26);
+    s[size - 1] = '\0';
+}
+
+/* The width of string member `member` of dataset `dset`; 0 when it is not a fixed string. */
+static size_t member_width(hid_t f, const char *dset, const char *member)
+{
+    hid_t ds = H5Dopen2(f, dset, H5P_DEFAULT), t = ds >= 0 ? H5Dget_type(ds) : -1, m = -1;
+    int i = t >= 0 ? H5Tget_member_index(t, member) : -1;
+    size_t w = 0;
+    if (i >= 0 && (m = H5Tget_member_type(t, (unsigned)i)) >= 0 && H5Tget_class(m) == H5T_STRING &&
+        H5Tis_variable_str(m) == 0)
+        w = H5Tget_size(m);
+    if (m >= 0) H5Tclose(m);
+    if (t >= 0) H5Tclose(t);
+    if (ds >= 0) H5Dclose(ds);
+    return w;
+}
+
+/* Whether dataset `dset` is chunked and deflated. */
+static int deflated(hid_t f, const char *dset)
+{
+    hid_t ds = H5Dopen2(f, dset, H5P_DEFAULT), dcpl = ds >= 0 ? H5Dget_create_plist(ds) : -1;
+    int yes = 0;
+    if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED)
+        for (int i = 0; i < H5Pget_nfilters(dcpl); i++) {
+            unsigned flags, conf;
+            size_t nv = 0;
+            if (H5Pget_filter2(dcpl, (unsigned)i, &flags, &nv, NULL, 0, NULL, &conf) ==
+                H5Z_FILTER_DEFLATE)
+                yes = 1;
+        }
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (ds >= 0) H5Dclose(ds);
+    return yes;
+}
+
+/* Every string at its longest (its array's size - 1) comes back whole, the columns are as wide
+ * as the arrays, and tables with rows are deflated (when this HDF5 can). */
+static void test_long_strings(void)
+{
+    dsa_run run, back;
+    dsa_err e = {{0}};
+    CHECK(build_run(&run, dsa_model_preset_at(0)) == 0);
+    fill_max(run.argv, sizeof run.argv, 'a');
+    fill_max(run.git_sha, sizeof run.git_sha, 'b');
+    fill_max(run.dev.name, sizeof run.dev.name, 'c');
+    fill_max(run.model.assumptions, sizeof run.model.assumptions, 'd');
+    fill_max(run.points[0].config, sizeof run.points[0].config, 'e');
+    fill_max(run.points[0].fs, sizeof run.points[0].fs, 'f');
+    fill_max(run.points[1].reason, sizeof run.points[1].reason, 'g');
+    fill_max(run.points[0].kernels[1].name, sizeof run.points[0].kernels[1].name, 'h');
+    CHECK_INT(dsa_h5_write("h5_long.h5", &run, &e), DSA_EXIT_OK);
+    int rc = dsa_h5_read("h5_long.h5", &back, &e);
+    CHECK_INT(rc, DSA_EXIT_OK);
+    if (rc) fprintf(stderr, "read: %s\n", e.msg);
+    if (rc == 0) check_run(&back, &run);
+    dsa_run_free(&back);
+    dsa_run_free(&run);
+
+    hid_t f = H5Fopen("h5_long.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
+    CHECK(f >= 0);
+    CHECK_INT(member_width(f, "/points/0/kernels", "name"), sizeof run.points[0].kernels[0].name);
+    CHECK_INT(member_width(f, "/points/table", "config"), sizeof run.points[0].config);
+    CHECK_INT(member_width(f, "/points/table", "fs"), sizeof run.points[0].fs);
+    CHECK_INT(member_width(f, "/points/table", "reason"), sizeof run.points[0].reason);
+    CHECK_INT(member_width(f, "/points/table", "status_name"), sizeof "skipped");
+    unsigned info = 0;
+    if (H5Zfilter_avail(H5Z_FILTER_DEFLATE) > 0 &&
+        H5Zget_filter_info(H5Z_FILTER_DEFLATE, &info) >= 0 &&
+        (info & H5Z_FILTER_CONFIG_ENCODE_ENABLED)) {
+        CHECK(deflated(f, "/points/table"));
+        CHECK(deflated(f, "/points/0/kernels"));
+        CHECK(deflated(f, "/points/0/components"));
+        CHECK(!deflated(f, "/points/1/kernels")); /* zero rows: contiguous */
+    }
+    if (f >= 0) H5Fclose(f);
+}
+
+/* Writes string attribute group/name as a fixed ASCII string of its length + 1. */
+static int set_ascii_attr(const char *path, const char *group, const char *name, const char *v)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t g = f >= 0 ? H5Gopen2(f, group, H5P_DEFAULT) : -1;
+    hid_t st = H5Tcopy(H5T_C_S1), sp = H5Screate(H5S_SCALAR), a = -1;
+    int rc = (g < 0 || st < 0 || sp < 0 || H5Tset_size(st, strlen(v) + 1) < 0 ||
+              H5Tset_cset(st, H5T_CSET_ASCII) < 0 || H5Adelete(g, name) < 0 ||
+              (a = H5Acreate2(g, name, st, sp, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+              H5Awrite(a, st, v) < 0)
+                 ? -1
+                 : 0;
+    if (a >= 0) H5Aclose(a);
+    if (sp >= 0) H5Sclose(sp);
+    if (st >= 0) H5Tclose(st);
+    if (g >= 0) H5Gclose(g);
+    if (f >= 0) H5Fclose(f);
+    return rc;
+}
+
+/* Strings from another writer (h5py's numpy bytes: ASCII, wider than our arrays) are read, cut
+ * to fit. */
+static void test_foreign_strings(void)
+{
+    dsa_run run, back;
+    dsa_err e = {{0}};
+    char longer[300], name[200];
+    CHECK(build_run(&run, dsa_model_preset_at(0)) == 0);
+    CHECK_INT(dsa_h5_write("h5_ascii.h5", &run, &e), DSA_EXIT_OK);
+    dsa_run_free(&run);
+    fill_max(longer, sizeof longer, 'A');
+    fill_max(name, sizeof name, 'a');
+    CHECK_INT(set_ascii_attr("h5_ascii.h5", "/device", "name", longer), 0);
+    CHECK_INT(set_ascii_attr("h5_ascii.h5", "/", "utc", "2026-11-28T21:07:47Z"), 0);
+    hid_t st = H5Tcopy(H5T_C_S1);
+    CHECK(st >= 0 && H5Tset_size(st, sizeof name) >= 0 && H5Tset_cset(st, H5T_CSET_ASCII) >= 0);
+    CHECK_INT(replace_dataset("h5_ascii.h5", "/points/0/kernels", "name", st, name), 0);
+    H5Tclose(st);
+    int rc = dsa_h5_read("h5_ascii.h5", &back, &e);
+    CHECK_INT(rc, DSA_EXIT_OK);
+    if (rc) fprintf(stderr, "read: %s\n", e.msg);
+    if (rc == 0) {
+        CHECK_INT(strlen(back.dev.name), sizeof back.dev.name - 1);
+        CHECK(strncmp(back.dev.name, longer, sizeof back.dev.name - 1) == 0);
+        CHECK_STR(back.utc, "2026-11-28T21:07:47Z");
+        CHECK_INT(back.points[0].n_kernels, 1);
+        if (back.points[0].n_kernels == 1) {
+            const char *got = back.points[0].kernels[0].name;
+            CHECK_INT(strlen(got), sizeof back.points[0].kernels[0].name - 1);
+            CHECK(strncmp(got, name, strlen(got)) == 0);
+        }
+    }
+    dsa_run_free(&back);
+}
+
 static void test_empty_run(void)
 {
     dsa_run run, back;
@@ -553,5 +693,7 @@ int main(void)
     test_read_errors();
     test_write_errors();
     test_empty_run();
+    test_long_strings();
+    test_foreign_strings();
     return check_done("test_h5");
 }

@@ -5,4 +5,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/setup.sh"
 "$root/scripts/build.sh"
 cd "${BUILD_DIR:-$root/build}"
-ctest --output-on-failure -j"$(nproc)"
+if nvidia-smi -L >/dev/null 2>&1; then
+  ctest --output-on-failure -j"$(nproc)"
+else
+  echo "test.sh: no GPU here: the GPU tests (label gpu) are left out" >&2
+  ctest --output-on-failure -j"$(nproc)" -LE gpu
+fi

@@ -370,7 +370,7 @@ int main(void)
     buf = size ? malloc(size) : NULL;
     CHECK(size > 0 && big_size > 0 && buf);
     if (!size || !big_size || !buf) return check_done("test_h5_fuzz");
-    printf("report: %zu bytes; one with several chunks a table: %zu bytes\n", size, big_size);
+    printf("report: %zu bytes; the one whose kernels take 3 chunks: %zu bytes\n", size, big_size);
 
     /* The untouched copy reads. */
     {

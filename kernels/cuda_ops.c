@@ -47,7 +47,7 @@ static int cuda_alloc(void *ctx, void **p, size_t bytes)
     cudaError_t st = cudaMalloc(p, bytes);
     if (st != cudaSuccess) {
         *p = NULL;
-        cudaGetLastError(); /* clear the sticky-free allocation error */
+        cudaGetLastError(); /* an out-of-memory is not sticky: clear it so the next launch check does not report it */
         return dsa_cuda_fail(c, "cudaMalloc(%zu): %s", bytes, cudaGetErrorString(st));
     }
     return dsa_cuda_status(c, cudaMemsetAsync(*p, 0, bytes, c->stream), "alloc: memset");

@@ -10,15 +10,6 @@
 
 #include <cupti.h>
 
-int dsa_gpu_probe(dsa_err *e)
-{
-    int n = 0;
-    cudaError_t err = cudaGetDeviceCount(&n);
-    if (err != cudaSuccess) return dsa_fail(e, DSA_EXIT_RUNTIME, "no CUDA GPU: %s", cudaGetErrorString(err));
-    if (n < 1) return dsa_fail(e, DSA_EXIT_RUNTIME, "no CUDA GPU: none found");
-    return 0;
-}
-
 static void cpu_info(dsa_device_info *d, double *free_bytes)
 {
     snprintf(d->kind, sizeof d->kind, "cpu");

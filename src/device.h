@@ -10,7 +10,5 @@
  * No GPU (or no driver) is a runtime error (3) with one line that says so. */
 int dsa_device_open(int cpu, dsa_ops *ops, dsa_device_info *info, double *free_bytes, dsa_err *e);
 void dsa_device_close(int cpu, dsa_ops *ops);
-/* 0 when a CUDA device is usable; else 3 and the reason. */
-int dsa_gpu_probe(dsa_err *e);
 
 #endif

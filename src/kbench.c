@@ -186,7 +186,7 @@ static int setup_logits(kstate *s, dsa_err *e)
     void *p;
     int rc;
     if ((rc = k_alloc(s, &p, (size_t)rows * c->heads * 128, e)) ||
-        OPS(s)->fill_bf16 == NULL || dsa_cuda_fill_e4m3(CTX(s), p, (size_t)rows * c->heads * 128, 1))
+        dsa_cuda_fill_e4m3(CTX(s), p, (size_t)rows * c->heads * 128, 1))
         return rc ? rc : op_err(s, e);
     if ((rc = k_alloc(s, &p, (size_t)rows * c->heads * 4, e)) || OPS(s)->fill_f32(CTX(s), p, (size_t)rows * c->heads, 2, 0.1f))
         return rc ? rc : op_err(s, e);

@@ -1,69 +1,114 @@
-// kernels/topk.cu — exact top-k per row (the DSA indexer's selection), by radix select.
+// kernels/topk.cu — exact top-k per row (the DSA indexer's selection): a sampled threshold, one
+// filtering read of the row, and an exact radix select among the few candidates it keeps.
 //
 // Contract (kernels/ops.h): row r of scores [rows, ld_scores] holds len = len0 + r * len_step
 // valid scores (clipped to [0, ld_scores]); out[r, 0..k) = the indices of its min(k, len)
 // highest scores, ties to the LOWER index, then -1. The reference (kernels/ref/topk.c) also sorts
 // them by (score desc, index asc); this kernel writes the same SET in an arbitrary order, because
 // the consumer (sparse attention: a softmax over the selected keys) does not depend on the order.
+// Keys, composites and the radix-select core: kernels/topk_core.cuh.
 //
-// Exactness. Each element gets a 64-bit composite c = key << 32 | ~index, where key is the
-// order-preserving uint32 image of the float (NaN lowest, as in the reference; -0 == +0). The
-// reference's order (score desc, index asc) is exactly c descending, and all c of a row are
-// distinct, so the top k are {c >= T} for one threshold T with no ties left to break. T is found
-// MSB first in digits of at most 11 bits (shifts 64 -> 53 -> 42 -> 32 -> 21 -> 10 -> 0): a
-// histogram of the next digit over the elements that still match the prefix found so far picks
-// the digit holding the k-th best; the search stops as soon as the elements matching the prefix
-// are exactly the ones still needed ("exact"), which for continuous scores happens within the
-// 32 key bits, so the index digits are only walked when elements tie at the threshold.
+// Why not a plain MSB radix select. The first version histogrammed the top 11 key bits (sign,
+// 8 exponent bits, 2 mantissa bits) over the whole row, filtered the threshold bin in a second
+// read, and resolved it. Scores narrow in exponent defeat that digit: for uniform [-10, 10)
+// (the benchmark) half of all scores fall in ~10 bins, so a warp's 32 shared atomics collide
+// several ways in the first pass, and the threshold bin [8, 10) holds 10% of the row (20K of
+// 200K), so the candidate resolve is large and, in decode, serial in one block. Real indexer
+// scores (weighted sums of ReLU'd dot products) are narrow in exponent too, so the algorithm here
+// does not rely on the exponent spreading values at all.
 //
-// Row algorithm (one block, select_row):
-//   1. one pass over the row (global/L2): histogram of the top 11 key bits;
-//   2. while the threshold bin holds more than kCap elements (only for heavy ties or scores
-//      squeezed into a few bins): another histogram pass over the row on the next digit;
-//   3. a filter pass over the row: elements above the prefix go straight to the output, elements
-//      matching it (<= kCap) go to a candidate buffer in shared memory;
-//   4. the remaining digits are resolved on the candidates in shared memory, and the candidates
-//      at or above the threshold are written.
-//   A row of <= kCap scores is loaded into the candidate buffer by pass 1 itself (one read).
-//   For continuous scores that is two reads of the row; the second runs backwards, so it starts
-//   on the part of the row the first pass left most recently in L2.
+// Algorithm for a row of len > kCap scores (kCap: the candidate buffer in shared memory):
+//   1. Sample: kSamples = 4096 scores, in 128 chunks of 32 centred in 128 equal strata of the
+//      row (coalesced, 16 KB, away from the row's ends). tau = the exact key of the j-th best
+//      sample (three small histograms over the samples, which stay in registers), with j chosen
+//      (sample_rank) so that the expected count of the row at or above tau is 2.5 k, and at
+//      most kCap / 2. For iid scores the count above the j-th best of m samples is about
+//      len * Gamma(j) / m, so it falls below k or above kCap with probability < 1e-12 (j = 105
+//      at 200K and k = 2048; measured on a model of this code: 5.1K +- 0.6K, never outside
+//      [3.5K, 7K] in 400 rows each of uniform, narrow and ReLU-like scores).
+//   2. Filter: one read of the row; every score >= tf (tau as a float, never NaN) appends
+//      (key, index) to the candidates in shared memory: per batch of 16-byte loads one warp
+//      prefix sum and one shared atomic per warp. Per score, the hot loop is one compare.
+//   3. If k <= candidates <= kCap: the top k of the row are the top k of the candidates (every
+//      other score is below tf or NaN, strictly worse than any candidate), found exactly by
+//      resolve_candidates: a radix select whose first digit starts at the highest bit where the
+//      candidates' keys differ (two passes over shared memory for continuous scores).
+//   4. Otherwise (fewer than k: the sample over-represents the row's best, e.g. the best scores
+//      sit exactly where it reads; more than kCap: heavy ties, few distinct values, 95% -inf):
+//      the exact general path below, on the whole row. Exactness never depends on the data,
+//      only the speed does.
+// The general path (select_row): a row of <= kCap scores is read once into shared memory and
+// selected there; a longer one by MSB radix select over the row (histogram passes over the
+// row until the threshold bin fits kCap, a filter pass, the rest in shared memory).
 //
-// Paths (chosen in the launcher):
-//   - many rows (prefill): one block per row, start to finish (topk_rows_kernel); rows of at
-//     most kShortMaxLen scores use smaller blocks so several rows overlap per SM.
-//   - few rows (2 * rows <= sms: decode, B << 132): each row is split over S = sms / rows blocks
-//     (chunks of >= kSplitMinChunk scores). topk_split_hist_kernel adds each chunk's top-11-bit
-//     histogram into the row's histogram in global memory; topk_split_filter_kernel re-reads the
-//     chunks (from L2) and appends (key, index) of the elements above the threshold bin and in
-//     it to a per-row list in scratch; the row's last block to finish writes the ones above and
-//     resolves the bin as in step 4 (or, when the bin exceeds kCap, runs select_row itself).
-//     Three launches (a memset and two kernels) instead of one block per row: B rows alone
-//     would leave most of the 132 SMs idle.
+// Paths (chosen in the launcher), one launch each:
+//   - many rows (prefill): topk_rows_kernel, one block per row, two blocks per SM so that one
+//     block's sampling and resolve overlap the other's filtering read. Rows of at most
+//     kShortMaxLen scores use smaller blocks, three per SM.
+//   - few rows (2 <= SMs / rows: decode): topk_split_kernel, each row split over S = SMs / rows
+//     blocks (one per SM; chunks of >= kSplitMinChunk scores). Every block of a row computes the
+//     same tau from the same samples (deterministic), filters its chunk into shared memory and
+//     appends it to the row's candidate list in scratch with one global atomic; the row's last
+//     block to finish (threadFenceReduction pattern) resolves the list, or runs the general path
+//     on the row when the guess failed. The per-row counters are static device memory that the
+//     last block resets for the next call, so no memset launch is needed; calls on one device
+//     must therefore not run concurrently on two streams (the ops table issues them on one).
 //
-// Next optimisations (not done): keep the head of a long row in shared memory during pass 1 so
-// pass 2 reads less; if pass 1 turns out bound by shared-atomic conflicts (lanes of a warp
-// hitting one bin, for narrow score distributions), aggregate equal bins per warp
-// (__match_any_sync) before the atomic; for short prefill rows, one warp per row.
-#include <cub/block/block_scan.cuh>
+// Expected time on the H200 (4.0-4.3 TB/s copy): prefill 4096 rows x 200K = 3.28 GB read once
+// at ~4 TB/s is 0.8 ms; the samples add 2% of reads, and a block's sampling and resolve (~5 us
+// a row against ~50 us of streaming at half an SM's share) overlap the other block's read:
+// ~0.9-1.1 ms (target 2.0 ms; the previous version read every row twice with conflicting
+// atomics: 3.1 ms). Decode at 200K, one launch: sampling ~2-3 us (16 KB from L2, three
+// histograms), filtering the B rows over all SMs (B = 32: 25.6 MB, ~6 us from HBM, less when
+// L2 holds it), publishing ~1 us, the last block's resolve of ~5K candidates ~3-5 us: ~10-16 us
+// of kernel plus the launch for B = 1..32 (target 30 us; the previous version: 35-55 us).
+//
+// Next optimisations (not done): a fused indexer + top-k kernel (topk_core.cuh) that filters
+// score tiles against a threshold carried from the previous query row and never writes scores;
+// one warp per row for short prefill rows; for decode, hand the resolve of large candidate
+// lists to several blocks.
 #include <stdint.h>
 
 #include "cuda_ops.h"
+#include "topk_core.cuh"
 
 namespace {
 
-constexpr int kBins = 2048;        // 11-bit digits: the first pass narrows 200K scores to a few thousand
-constexpr int kFirstShift = 53;    // the first digit is the top 11 bits of the key (c >> 53)
-constexpr int kSplitMinChunk = 2048;  // decode: below this many scores per block, launches cost more than reads
-constexpr int kSplitHistThreads = 1024;  // 64 KB of loads in flight per SM for the one read that is not from L2
+// Sampling: 128 chunks of 32 scores (one 128-byte warp load each), one centred in each of 128
+// equal strata of the row: small chunks keep clusters of high scores (a relevant passage) from
+// weighing as much as the whole stratum, and no chunk sits at either end of the row (the local
+// window and the attention sinks, whose high scores a chunk there would over-represent). 4096
+// samples put the j-th best within ~10% of its expected rank (1/sqrt(j), j ~ 100 at 200K), far
+// inside the [k, kCap] window the filter needs.
+constexpr int kSampleChunks = 128;
+constexpr int kSampleChunkLen = 32;
+constexpr int kSamples = kSampleChunks * kSampleChunkLen;
+constexpr int kMinSampleRank = 64;   // for small k: the j-th sample keeps a relative spread <= 1/8
+constexpr int kSplitMinChunk = 2048;  // decode: below this many scores per block, blocks cost more than reads
+constexpr int kMaxSplitRows = 256;    // rows of the split path: one static counter pair each
 
-// Long rows: one 1024-thread block per SM, which leaves the most L2 per row for the backward
-// second pass; 24K candidates (192 KB) absorb thresholds shared by up to 24K scores without an
-// extra pass over the row.
+// Long rows (prefill): 512 threads, two blocks per SM (one samples or resolves while the other
+// streams), which caps registers at 64: the filter keeps 6 x 16 B loads in flight per thread
+// (48 KB per block), the rarely used general path 2. 12K candidates (96 KB): room for the
+// expected 2.5 k = 5K with k = 2048 and more than twice that as margin.
 struct LongRows {
-    static constexpr int kThreads = 1024;
+    static constexpr int kThreads = 512;
+    static constexpr int kMinBlocks = 2;
+    static constexpr int kCap = 12288;
+    static constexpr int kFilterUnroll = 6;
+    static constexpr int kUnroll = 2;
+    static constexpr bool kRowsFit = false;
+};
+// Split rows (decode): one 512-thread block per SM, so 128 registers: 8 x 16 B loads in flight
+// per thread (64 KB per SM, enough for one SM's share of HBM bandwidth), no spills in the
+// general path that the last block may run. The same 12K candidates, so the row's list in
+// scratch stays 96 KB.
+struct SplitRows {
+    static constexpr int kThreads = 512;
     static constexpr int kMinBlocks = 1;
-    static constexpr int kCap = 24576;
-    static constexpr int kUnroll = 4;  // 4 x 16 B loads in flight per thread: 64 KB per SM
+    static constexpr int kCap = 12288;
+    static constexpr int kFilterUnroll = 8;
+    static constexpr int kUnroll = 4;
     static constexpr bool kRowsFit = false;
 };
 // Short rows (<= kCap scores, read once into shared memory): 512-thread blocks, three per SM, so
@@ -76,67 +121,15 @@ struct ShortRows {
     static constexpr bool kRowsFit = true;  // the launcher sends only rows of <= kCap scores here
 };
 constexpr int kShortMaxLen = ShortRows::kCap;
+static_assert(kSamples % LongRows::kThreads == 0 && kSamples % SplitRows::kThreads == 0,
+              "samples split evenly over the threads");
 
-// Selection state of one block; one thread updates it between barriers, all threads read it.
-template <int T> struct SelectShared {
-    uint32_t hist[kBins];
-    typename cub::BlockScan<uint32_t, T, cub::BLOCK_SCAN_WARP_SCANS>::TempStorage scan;
-    unsigned long long prefix;  // the composite's bits [shift, 64) found so far
-    int shift;                  // 64: nothing found yet
-    uint32_t need;              // how many of the elements matching the prefix are still to take
-    uint32_t n_match;           // how many elements match the prefix
-    uint32_t exact;             // n_match == need: every element matching the prefix is taken
-    uint32_t sel_bin, sel_above;
-    uint32_t out_count, cand_count;
-    uint32_t is_last;
+// Per-row hand-off of the split path: zero between calls (the row's last block resets it).
+struct SplitRowState {
+    uint32_t count;  // candidates of the row found so far (all blocks)
+    uint32_t done;   // blocks of the row that have finished filtering
 };
-
-// Order-preserving image of a float: a > b (as the reference compares) iff key(a) > key(b).
-// NaN maps to 0, below -inf's 0x007FFFFF, as the reference ranks it; -0 and +0 share one key.
-__device__ __forceinline__ uint32_t order_key(float f)
-{
-    uint32_t b = __float_as_uint(f);
-    const uint32_t mag = b & 0x7FFFFFFFu;
-    if (mag > 0x7F800000u) return 0u;
-    if (mag == 0u) b = 0u;
-    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
-}
-
-// Larger composite = better: higher key, then lower index.
-__device__ __forceinline__ unsigned long long composite(uint32_t key, uint32_t idx)
-{
-    return ((unsigned long long)key << 32) | (uint32_t)~idx;
-}
-
-// Sign of (c >> shift) - prefix; shift 64 means "no prefix yet" (everything matches).
-__device__ __forceinline__ int prefix_cmp(unsigned long long c, int shift, unsigned long long prefix)
-{
-    if (shift >= 64) return 0;
-    const unsigned long long x = c >> shift;
-    return (x > prefix) - (x < prefix);
-}
-
-__device__ __forceinline__ int next_shift(int s)
-{
-    return s > 53 ? 53 : s > 42 ? 42 : s > 32 ? 32 : s > 21 ? 21 : s > 10 ? 10 : 0;
-}
-
-// A slot for each calling lane from counter c1 (sel1) or c0, with one atomic per counter per warp
-// instead of one per lane (same-address shared atomics serialise). The lanes that call together
-// are named by __activemask and meet again in the *_sync intrinsics, which is correct however
-// the warp is diverged; the two counters are told apart explicitly, so merged call sites are safe.
-__device__ __forceinline__ uint32_t warp_claim(uint32_t *c0, uint32_t *c1, bool sel1)
-{
-    const uint32_t active = __activemask();
-    const uint32_t m1 = __ballot_sync(active, sel1);
-    const uint32_t mine = sel1 ? m1 : active & ~m1;
-    const int lane = threadIdx.x & 31;
-    const int leader = __ffs(mine) - 1;
-    uint32_t base = 0;
-    if (lane == leader) base = atomicAdd(sel1 ? c1 : c0, (uint32_t)__popc(mine));
-    base = __shfl_sync(active, base, leader);
-    return base + (uint32_t)__popc(mine & ((1u << lane) - 1u));
-}
+__device__ SplitRowState g_split_state[kMaxSplitRows] = {};
 
 __device__ __forceinline__ int row_len(int r, int ld, int len0, int len_step)
 {
@@ -180,107 +173,135 @@ __device__ __forceinline__ void for_each_score(const float *__restrict__ row, in
     for (int i = head + 4 * nvec + threadIdx.x; i < n; i += T) f(__ldg(p + i), lo + i);
 }
 
-template <int T> __device__ __forceinline__ void zero_hist(SelectShared<T> &sh)
+// ---- the sampled threshold (steps 1-2 of the header) ----------------------------------------
+
+// The sample rank j for a row of len scores (0: do not sample, use the general path). The count
+// of the row at or above the j-th best of m samples is expected near len * j / m; j aims that at
+// 2.5 k (and at >= kMinSampleRank samples), capped so that it stays <= cap / 2, and is refused
+// when the cap leaves less than 1.25 k expected (large k: fallbacks would be common).
+__device__ __forceinline__ uint32_t sample_rank(int len, int k, int cap)
 {
-    for (int b = threadIdx.x; b < kBins; b += T) sh.hist[b] = 0;
+    if (len <= cap || len < kSamples) return 0u;
+    const long long m = kSamples, n = len;
+    long long j = (5ll * k * m + 2 * n - 1) / (2 * n);  // ceil(2.5 k m / n)
+    j = j > kMinSampleRank ? j : kMinSampleRank;
+    const long long j_max = (long long)cap * m / (2 * n);
+    j = j < j_max ? j : j_max;
+    const long long j_min = (5ll * k * m + 4 * n - 1) / (4 * n);  // ceil(1.25 k m / n)
+    return (j >= 1 && j >= j_min && j <= m) ? (uint32_t)j : 0u;
 }
 
-// Finds the bin b with (count in bins above b) < need <= (count in bins >= b), walking the bins
-// from the top; needs 1 <= need <= total. Leaves b and the count above it in sh.sel_*.
-template <int T> __device__ void select_bin(SelectShared<T> &sh, uint32_t need)
-{
-    static_assert(kBins % T == 0, "bins split evenly over the threads");
-    constexpr int kPer = kBins / T;
-    uint32_t h[kPer], sum = 0;
-#pragma unroll
-    for (int j = 0; j < kPer; j++) {
-        h[j] = sh.hist[kBins - 1 - (threadIdx.x * kPer + j)];
-        sum += h[j];
-    }
-    uint32_t above;
-    cub::BlockScan<uint32_t, T, cub::BLOCK_SCAN_WARP_SCANS>(sh.scan).ExclusiveSum(sum, above);
-#pragma unroll
-    for (int j = 0; j < kPer; j++) {
-        if (above < need && need <= above + h[j]) {
-            sh.sel_bin = kBins - 1 - (threadIdx.x * kPer + j);
-            sh.sel_above = above;
-        }
-        above += h[j];
-    }
-    __syncthreads();
-}
-
-// After a histogram of digit [ns, s) over the elements matching (s, prefix): choose the digit
-// and move the state down to shift ns.
+// The threshold (as a float, never NaN): the exact key of the rank-th best of kSamples scores of
+// the row, found by three histograms over the samples (held in registers), one per key digit
+// (bits [21, 32), [10, 21), [0, 10)), each over the samples matching the digits found before.
+// All 32 bits matter: for scores as narrow as 1 +- 1e-3, dropping even the low 10 bits would let
+// 6% of the row in. Every thread returns the same value, and every block reading the same row
+// computes the same value.
 template <int T>
-__device__ void finish_step(SelectShared<T> &sh, int s, int ns, unsigned long long prefix, uint32_t need)
+__device__ float sample_threshold(SelectShared<T> &sh, const float *__restrict__ row, int len, uint32_t rank)
 {
-    select_bin<T>(sh, need);
-    if (threadIdx.x == 0) {
-        const uint32_t b = sh.sel_bin, n_match = sh.hist[b], left = need - sh.sel_above;
-        sh.prefix = (prefix << (s - ns)) | b;  // prefix is 0 while s == 64
-        sh.shift = ns;
-        sh.need = left;
-        sh.n_match = n_match;
-        sh.exact = n_match == left;
+    constexpr int kPer = kSamples / T;
+    uint32_t key[kPer];
+#pragma unroll
+    for (int u = 0; u < kPer; u++) {
+        const int i = u * T + threadIdx.x;  // sample i: chunk i / kSampleChunkLen, offset i % kSampleChunkLen
+        const long long mid = (2ll * (i / kSampleChunkLen) + 1) * len / (2 * kSampleChunks);  // centre of the stratum
+        key[u] = order_key(__ldg(row + mid - kSampleChunkLen / 2 + i % kSampleChunkLen));  // len >= kSamples: in [0, len)
     }
-    __syncthreads();
+    uint32_t prefix = 0, need = rank;
+#pragma unroll
+    for (int level = 0; level < 3; level++) {
+        const int hi = level == 0 ? 32 : level == 1 ? 21 : 10;  // the digit is key bits [lo, hi)
+        const int lo = level == 0 ? 21 : level == 1 ? 10 : 0;
+        const uint32_t mask = (1u << (hi - lo)) - 1;
+        zero_hist<T>(sh);  // the previous select_bin has finished reading the bins
+        __syncthreads();
+#pragma unroll
+        for (int u = 0; u < kPer; u++)
+            if (level == 0 || (key[u] >> hi) == prefix) atomicAdd(&sh.hist[(key[u] >> lo) & mask], 1u);
+        __syncthreads();
+        select_bin<T>(sh, need);
+        prefix = (prefix << (hi - lo)) | sh.sel_bin;
+        need -= sh.sel_above;
+    }
+    return threshold_float(prefix);
 }
 
-// A digit made only of index bits that are 0 for every index < len is all ones in ~index:
-// take it without a pass. Returns true when it did (state updated, barrier passed).
-template <int T>
-__device__ bool skip_constant_digit(SelectShared<T> &sh, int s, int ns, unsigned long long prefix, int len)
+// Appends (key, index) of every score >= tf in row[lo, hi) to cand at slots counted from *count
+// (all T threads call it together; every hit is counted, those past cap are not stored). A NaN
+// score fails the compare, so NaN never becomes a candidate; tf itself is never NaN.
+template <int T, int U>
+__device__ void filter_candidates(const float *__restrict__ row, int lo, int hi, float tf, uint2 *cand, uint32_t cap,
+                                  uint32_t *count)
 {
-    if (s > 32 || ((uint32_t)(len - 1) >> ns) != 0u) return false;
-    if (threadIdx.x == 0) {
-        sh.prefix = (prefix << (s - ns)) | ((1ull << (s - ns)) - 1);
-        sh.shift = ns;
+    if (hi <= lo) return;
+    const float *p = row + lo;
+    const int n = hi - lo;
+    int head = (int)(((16u - ((uint32_t)(uintptr_t)p & 15u)) & 15u) >> 2);
+    head = head < n ? head : n;
+    const int nvec = (n - head) >> 2;
+    const int tail = head + 4 * nvec;
+    // The < 4 unaligned scores at each end: one warp, a claim per hit.
+    if (threadIdx.x < 32) {
+        const int i = threadIdx.x < 4 ? threadIdx.x : tail + threadIdx.x - 4;
+        if ((threadIdx.x < 4 && i < head) || (threadIdx.x >= 4 && i < n)) {
+            const float v = __ldg(p + i);
+            if (v >= tf) {
+                const uint32_t pos = warp_claim(count, count, false);
+                if (pos < cap) cand[pos] = make_uint2(order_key(v), (uint32_t)(lo + i));
+            }
+        }
     }
-    __syncthreads();
-    return true;
+    // The aligned body, U float4 per thread per batch. The trip count is the same for every
+    // thread (the warp prefix sum needs all 32 lanes); loads past the end read as NaN (no hit).
+    const float4 *v = reinterpret_cast<const float4 *>(p + head);
+    const int lane = threadIdx.x & 31;
+    for (int j0 = 0; j0 < nvec; j0 += T * U) {
+        float4 x[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int j = j0 + u * T + threadIdx.x;
+            x[u] = j < nvec ? __ldg(v + j) : make_float4(__int_as_float(0x7FC00000), __int_as_float(0x7FC00000),
+                                                          __int_as_float(0x7FC00000), __int_as_float(0x7FC00000));
+        }
+        uint32_t hits = 0;
+#pragma unroll
+        for (int u = 0; u < U; u++)
+            hits += (uint32_t)(x[u].x >= tf) + (uint32_t)(x[u].y >= tf) + (uint32_t)(x[u].z >= tf) + (uint32_t)(x[u].w >= tf);
+        uint32_t incl = hits;  // inclusive prefix sum over the warp
+#pragma unroll
+        for (int d = 1; d < 32; d <<= 1) {
+            const uint32_t t = __shfl_up_sync(0xFFFFFFFFu, incl, d);
+            if (lane >= d) incl += t;
+        }
+        const uint32_t warp_hits = __shfl_sync(0xFFFFFFFFu, incl, 31);
+        if (warp_hits == 0) continue;  // the same for the whole warp
+        uint32_t base = 0;
+        if (lane == 31) base = atomicAdd(count, warp_hits);
+        uint32_t pos = __shfl_sync(0xFFFFFFFFu, base, 31) + incl - hits;
+        if (hits == 0) continue;
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const uint32_t idx = (uint32_t)(lo + head) + 4u * (uint32_t)(j0 + u * T + (int)threadIdx.x);
+            const float e[4] = {x[u].x, x[u].y, x[u].z, x[u].w};
+#pragma unroll
+            for (int q = 0; q < 4; q++)
+                if (e[q] >= tf) {
+                    if (pos < cap) cand[pos] = make_uint2(order_key(e[q]), idx + q);
+                    pos++;
+                }
+        }
+    }
 }
 
-// Step 4: resolve the remaining digits on the n candidates in shared memory (all of which match
-// the current prefix), then write those at or above the threshold at out[sh.out_count++].
-template <class Cfg>
-__device__ void refine_candidates(SelectShared<Cfg::kThreads> &sh, const uint2 *cand, int n, int len, int k,
-                                  int32_t *out)
-{
-    constexpr int T = Cfg::kThreads;
-    while (!sh.exact && sh.shift > 0) {
-        const int s = sh.shift, ns = next_shift(s);
-        const unsigned long long prefix = sh.prefix;
-        const uint32_t need = sh.need;
-        const uint32_t mask = (1u << (s - ns)) - 1;
-        __syncthreads();  // every thread has read the state; the last histogram is consumed
-        if (skip_constant_digit<T>(sh, s, ns, prefix, len)) continue;
-        zero_hist<T>(sh);
-        __syncthreads();
-        for (int j = threadIdx.x; j < n; j += T) {
-            const uint2 e = cand[j];
-            const unsigned long long c = composite(e.x, e.y);
-            if (prefix_cmp(c, s, prefix) == 0) atomicAdd(&sh.hist[(uint32_t)(c >> ns) & mask], 1u);
-        }
-        __syncthreads();
-        finish_step<T>(sh, s, ns, prefix, need);
-    }
-    const int s = sh.shift;
-    const unsigned long long prefix = sh.prefix;
-    for (int j = threadIdx.x; j < n; j += T) {
-        const uint2 e = cand[j];
-        if (prefix_cmp(composite(e.x, e.y), s, prefix) >= 0) {
-            const uint32_t pos = atomicAdd(&sh.out_count, 1u);
-            if (pos < (uint32_t)k) out[pos] = (int32_t)e.y;
-        }
-    }
-}
+// ---- the general path ---------------------------------------------------------------------
 
 template <class Cfg>
 __device__ void select_long_row(SelectShared<Cfg::kThreads> &sh, uint2 *cand, const float *row, int len, int k,
                                 int32_t *out);
 
-// The whole selection of one row by one block (needs len > k >= 1). Writes out[0..k).
+// The whole selection of one row by one block (needs len > k >= 1), whatever the scores.
+// Writes out[0..k). Expects no thread still reading sh.
 template <class Cfg>
 __device__ void select_row(SelectShared<Cfg::kThreads> &sh, uint2 *cand, const float *row, int len, int k,
                            int32_t *out)
@@ -302,20 +323,24 @@ __device__ void select_row(SelectShared<Cfg::kThreads> &sh, uint2 *cand, const f
         });
         __syncthreads();
         finish_step<T>(sh, 64, kFirstShift, 0ull, (uint32_t)k);
-        refine_candidates<Cfg>(sh, cand, len, len, k, out);
+        refine_candidates<T>(sh, cand, len, len, k, out);
         return;
     }
     if constexpr (!Cfg::kRowsFit) select_long_row<Cfg>(sh, cand, row, len, k, out);
 }
 
-// select_row for a row of more than kCap scores: steps 1-4 of the header. Expects what
-// select_row sets up: counters at 0, a zeroed histogram, a barrier passed.
+// select_row for a row of more than kCap scores: 1. a histogram of the top 11 key bits over the
+// row; 2. more histogram passes over the row while the threshold bin exceeds kCap (heavy ties,
+// scores in few bins); 3. a filter pass: elements above the prefix go straight to the output,
+// those matching it to the candidates; 4. the rest of the threshold on the candidates. Each pass
+// walks the row opposite to the one before, starting where the last left L2 warm.
+// Expects what select_row sets up: counters at 0, a zeroed histogram, a barrier passed.
 template <class Cfg>
 __device__ void select_long_row(SelectShared<Cfg::kThreads> &sh, uint2 *cand, const float *row, int len, int k,
                                 int32_t *out)
 {
     constexpr int T = Cfg::kThreads, U = Cfg::kUnroll;
-    constexpr int kRareUnroll = T >= 1024 ? 2 : 1;  // the tie-heavy passes: fewer loads in flight, no spills
+    constexpr int kRareUnroll = 2;  // the tie-heavy passes: fewer loads in flight, no spills
 
     // 1. Histogram of the top 11 key bits.
     for_each_score<T, U>(row, 0, len, false,
@@ -324,7 +349,7 @@ __device__ void select_long_row(SelectShared<Cfg::kThreads> &sh, uint2 *cand, co
     finish_step<T>(sh, 64, kFirstShift, 0ull, (uint32_t)k);
 
     // 2. More passes over the row while the threshold bin is too big for shared memory.
-    bool reverse = true;  // each pass walks the row opposite to the one before
+    bool reverse = true;
     while (!sh.exact && sh.n_match > (uint32_t)Cfg::kCap && sh.shift > 0) {
         const int s = sh.shift, ns = next_shift(s);
         const unsigned long long prefix = sh.prefix;
@@ -376,7 +401,7 @@ __device__ void select_long_row(SelectShared<Cfg::kThreads> &sh, uint2 *cand, co
     // 4. The rest of the threshold on the candidates.
     if (!exact) {
         const uint32_t n = sh.cand_count;
-        refine_candidates<Cfg>(sh, cand, (int)(n < cap ? n : cap), len, k, out);
+        refine_candidates<T>(sh, cand, (int)(n < cap ? n : cap), len, k, out);
     }
 }
 
@@ -384,6 +409,27 @@ __device__ void select_long_row(SelectShared<Cfg::kThreads> &sh, uint2 *cand, co
 template <int T> __device__ void write_all(int32_t *out, int len, int k)
 {
     for (int j = threadIdx.x; j < k; j += T) out[j] = j < len ? j : -1;
+}
+
+// ---- prefill: one block per row -----------------------------------------------------------
+
+// Steps 1-3 of the header for a whole row (len > kCap). False when the guess failed (fewer than
+// k or more than kCap candidates): nothing was written, the caller runs the general path after
+// a barrier.
+template <class Cfg>
+__device__ bool sampled_select(SelectShared<Cfg::kThreads> &sh, uint2 *cand, const float *row, int len, int k,
+                               uint32_t rank, int32_t *out)
+{
+    constexpr int T = Cfg::kThreads;
+    const float tf = sample_threshold<T>(sh, row, len, rank);
+    if (threadIdx.x == 0) sh.cand_count = 0;
+    __syncthreads();
+    filter_candidates<T, Cfg::kFilterUnroll>(row, 0, len, tf, cand, (uint32_t)Cfg::kCap, &sh.cand_count);
+    __syncthreads();
+    const uint32_t n = sh.cand_count;
+    if (n < (uint32_t)k || n > (uint32_t)Cfg::kCap) return false;
+    resolve_candidates<T>(sh, cand, n, len, k, out);
+    return true;
 }
 
 template <class Cfg>
@@ -399,61 +445,43 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
         write_all<Cfg::kThreads>(o, len, k);
         return;
     }
-    select_row<Cfg>(sh, cand, scores + (size_t)r * ld, len, k, o);
+    const float *row = scores + (size_t)r * ld;
+    if constexpr (!Cfg::kRowsFit) {
+        const uint32_t rank = sample_rank(len, k, Cfg::kCap);
+        if (rank) {
+            if (sampled_select<Cfg>(sh, cand, row, len, k, rank, o)) return;
+            __syncthreads();  // every thread has read the failed guess's count
+        }
+    }
+    select_row<Cfg>(sh, cand, row, len, k, o);
 }
 
 // ---- decode: S blocks per row -------------------------------------------------------------
 
-// Per-row state of the split path in scratch (zeroed before every call).
-struct SplitRowState {
-    uint32_t count;  // entries in the row's list
-    uint32_t done;   // blocks of the row that have finished
-};
-
 __device__ __forceinline__ void split_chunk(int len, int splits, int part, int &lo, int &hi)
 {
     long long chunk = ((long long)len + splits - 1) / splits;
-    chunk = (chunk + 3) & ~3ll;  // keep chunk starts 16-byte apart from the row start
+    chunk = (chunk + 3) & ~3ll;  // chunk starts 16 bytes apart: every chunk has the same alignment
     long long l = (long long)part * chunk, h = l + chunk;
     lo = (int)(l < len ? l : len);
     hi = (int)(h < len ? h : len);
 }
 
-// Histogram of the top 11 key bits of chunk blockIdx.x of row blockIdx.y, added to hist[row].
-__global__ void __launch_bounds__(kSplitHistThreads)
-    topk_split_hist_kernel(const float *__restrict__ scores, int ld, int len0, int len_step, int k, int splits,
-                           uint32_t *__restrict__ hist)
+// Block (x, r): chunk x of row r. Every block of a row samples the same tau, filters its chunk
+// into shared memory, and appends the candidates to the row's list (list + r * kCap) with one
+// global atomic per block (a global atomic per hit would stall each warp on an L2 round trip).
+// The row's last block to finish resolves the list, or runs the general path on the row when
+// the guess failed. Rows that are short (<= kCap) or not worth sampling (large k) are done by
+// block 0 alone with the general path.
+__global__ void __launch_bounds__(SplitRows::kThreads, SplitRows::kMinBlocks)
+    topk_split_kernel(const float *__restrict__ scores, int ld, int len0, int len_step, int k, int splits, uint2 *list,
+                      int32_t *__restrict__ out)
 {
-    __shared__ uint32_t h[kBins];
-    const int r = blockIdx.y;
-    const int len = row_len(r, ld, len0, len_step);
-    if (len <= k) return;
-    for (int b = threadIdx.x; b < kBins; b += kSplitHistThreads) h[b] = 0;
-    __syncthreads();
-    int lo, hi;
-    split_chunk(len, splits, blockIdx.x, lo, hi);
-    for_each_score<kSplitHistThreads, 4>(scores + (size_t)r * ld, lo, hi, false,
-                                         [&](float v, int) { atomicAdd(&h[order_key(v) >> (kFirstShift - 32)], 1u); });
-    __syncthreads();
-    uint32_t *g = hist + (size_t)r * kBins;
-    for (int b = threadIdx.x; b < kBins; b += kSplitHistThreads)
-        if (h[b]) atomicAdd(&g[b], h[b]);
-}
-
-// Every block: the threshold bin from hist[row]; its chunk's elements above the bin, and those
-// in the bin when the bin fits kCap, are staged in shared memory and appended to the row's
-// global list with one atomic per block (a global atomic per element would stall each warp for
-// an L2 round trip per hit). The row's last block to finish then selects from the list.
-__global__ void __launch_bounds__(LongRows::kThreads, LongRows::kMinBlocks)
-    topk_split_filter_kernel(const float *__restrict__ scores, int ld, int len0, int len_step, int k, int splits,
-                             const uint32_t *__restrict__ hist, SplitRowState *state, uint2 *list,
-                             size_t list_stride, int32_t *__restrict__ out)
-{
-    using Cfg = LongRows;
+    using Cfg = SplitRows;
     constexpr int T = Cfg::kThreads;
     constexpr uint32_t cap = (uint32_t)Cfg::kCap;
     __shared__ SelectShared<T> sh;
-    extern __shared__ uint2 cand[];  // Cfg::kCap: first the block's staging area, then the candidates
+    extern __shared__ uint2 cand[];  // Cfg::kCap: first the block's staging area, then the row's candidates
     const int r = blockIdx.y;
     const int len = row_len(r, ld, len0, len_step);
     const float *row = scores + (size_t)r * ld;
@@ -462,39 +490,29 @@ __global__ void __launch_bounds__(LongRows::kThreads, LongRows::kMinBlocks)
         if (blockIdx.x == 0) write_all<T>(o, len, k);
         return;
     }
-    SplitRowState *st = state + r;
-    uint2 *lst = list + (size_t)r * list_stride;
+    const uint32_t rank = sample_rank(len, k, Cfg::kCap);
+    if (!rank) {
+        if (blockIdx.x == 0) select_row<Cfg>(sh, cand, row, len, k, o);
+        return;
+    }
 
-    const uint32_t *g = hist + (size_t)r * kBins;
-    for (int b = threadIdx.x; b < kBins; b += T) sh.hist[b] = g[b];
+    const float tf = sample_threshold<T>(sh, row, len, rank);
     if (threadIdx.x == 0) sh.cand_count = 0;
     __syncthreads();
-    select_bin<T>(sh, (uint32_t)k);
-    const uint32_t bin = sh.sel_bin, above = sh.sel_above, n_match = sh.hist[bin];
-    const bool fits = n_match <= cap;
-
     int lo, hi;
     split_chunk(len, splits, blockIdx.x, lo, hi);
-    for_each_score<T, Cfg::kUnroll>(row, lo, hi, false, [&](float v, int i) {
-        const uint32_t key = order_key(v), d = key >> (kFirstShift - 32);
-        if (d > bin || (d == bin && fits)) {
-            const uint2 e = make_uint2(key, (uint32_t)i);
-            const uint32_t pos = warp_claim(&sh.cand_count, &sh.cand_count, false);
-            if (pos < cap) {
-                cand[pos] = e;
-            } else {  // staging full (only when k is large): straight to the global list
-                const uint32_t gpos = atomicAdd(&st->count, 1u);
-                if (gpos < list_stride) lst[gpos] = e;
-            }
-        }
-    });
+    filter_candidates<T, Cfg::kFilterUnroll>(row, lo, hi, tf, cand, cap, &sh.cand_count);
     __syncthreads();
-    const uint32_t staged = sh.cand_count < cap ? sh.cand_count : cap;
-    if (threadIdx.x == 0) sh.sel_above = staged ? atomicAdd(&st->count, staged) : 0u;
+
+    // Publish: the block's full count (so the row's total is exact even past cap), and its
+    // staged candidates where they fall inside the list.
+    SplitRowState *st = &g_split_state[r];
+    uint2 *lst = list + (size_t)r * cap;
+    const uint32_t found = sh.cand_count, staged = found < cap ? found : cap;
+    if (threadIdx.x == 0) sh.list_base = found ? atomicAdd(&st->count, found) : 0u;
     __syncthreads();
-    const uint32_t base = sh.sel_above;
-    for (uint32_t j = threadIdx.x; j < staged; j += T)
-        if (base + j < list_stride) lst[base + j] = cand[j];
+    const uint32_t base = sh.list_base;
+    for (uint32_t j = threadIdx.x; j < staged && base + j < cap; j += T) lst[base + j] = cand[j];
 
     // Last-block hand-off (the threadFenceReduction pattern): each block publishes its list
     // entries before counting itself done, so the block that completes the row sees them all.
@@ -504,37 +522,19 @@ __global__ void __launch_bounds__(LongRows::kThreads, LongRows::kMinBlocks)
     __syncthreads();
     if (!sh.is_last) return;
     __threadfence();
-
-    if (!fits) {
-        // Too many scores share the top 11 bits for the candidate buffer: the whole row here.
+    if (threadIdx.x == 0) {  // every other block of the row is done with the counters: reset them
+        sh.list_total = atomicExch(&st->count, 0u);
+        atomicExch(&st->done, 0u);
+    }
+    __syncthreads();
+    const uint32_t total = sh.list_total;
+    if (total >= (uint32_t)k && total <= cap) {
+        for (uint32_t j = threadIdx.x; j < total; j += T) cand[j] = __ldcg(lst + j);
+        __syncthreads();
+        resolve_candidates<T>(sh, cand, total, len, k, o);
+    } else {
         select_row<Cfg>(sh, cand, row, len, k, o);
-        return;
     }
-    // The list holds the `above` elements over the bin and the n_match in it (above + n_match
-    // <= k - 1 + kCap = list_stride): the first go out, the second become the candidates.
-    const uint32_t n_list = above + n_match;
-    if (threadIdx.x == 0) {
-        sh.out_count = 0;
-        sh.cand_count = 0;
-        sh.prefix = bin;
-        sh.shift = kFirstShift;
-        sh.need = (uint32_t)k - above;
-        sh.n_match = n_match;
-        sh.exact = n_match == (uint32_t)k - above;
-    }
-    __syncthreads();
-    for (uint32_t j = threadIdx.x; j < n_list; j += T) {
-        const uint2 e = __ldcg(lst + j);
-        if ((e.x >> (kFirstShift - 32)) > bin) {
-            const uint32_t pos = atomicAdd(&sh.out_count, 1u);
-            if (pos < (uint32_t)k) o[pos] = (int32_t)e.y;
-        } else {
-            const uint32_t pos = atomicAdd(&sh.cand_count, 1u);
-            if (pos < cap) cand[pos] = e;
-        }
-    }
-    __syncthreads();
-    refine_candidates<Cfg>(sh, cand, (int)n_match, len, k, o);
 }
 
 template <class Cfg> int launch_rows(dsa_cuda_ctx *c, const float *scores, int rows, int ld, int len0, int len_step,
@@ -542,41 +542,28 @@ template <class Cfg> int launch_rows(dsa_cuda_ctx *c, const float *scores, int r
 {
     const size_t smem = (size_t)Cfg::kCap * sizeof(uint2);
     cudaError_t st = cudaFuncSetAttribute(topk_rows_kernel<Cfg>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    // All of the unified L1/shared array as shared memory: kMinBlocks blocks per SM need it.
+    if (st == cudaSuccess)
+        st = cudaFuncSetAttribute(topk_rows_kernel<Cfg>, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                  (int)cudaSharedmemCarveoutMaxShared);
     if (st != cudaSuccess) return dsa_cuda_status(c, st, "topk: shared memory");
     topk_rows_kernel<Cfg><<<rows, Cfg::kThreads, smem, c->stream>>>(scores, ld, len0, len_step, k, out);
     return dsa_cuda_check(c, "topk");
 }
 
 int launch_split(dsa_cuda_ctx *c, const float *scores, int rows, int ld, int len0, int len_step, int k, int splits,
-                 int len_max, int32_t *out)
+                 int32_t *out)
 {
-    using Cfg = LongRows;
-    // scratch: hist [rows][kBins] u32 | state [rows] | list [rows][list_stride] uint2, where a
-    // row's list holds fewer than k elements above its threshold bin plus at most kCap in it.
-    const size_t list_stride = (size_t)k + Cfg::kCap < (size_t)len_max ? (size_t)k + Cfg::kCap : (size_t)len_max;
-    const size_t hist_bytes = (size_t)rows * kBins * sizeof(uint32_t);
-    const size_t state_bytes = (size_t)rows * sizeof(SplitRowState);
-    const size_t zero_bytes = (hist_bytes + state_bytes + 15) & ~(size_t)15;
-    const size_t list_bytes = (size_t)rows * list_stride * sizeof(uint2);
-    void *scratch = nullptr;
-    int rc = dsa_cuda_scratch(c, zero_bytes + list_bytes, &scratch);
+    using Cfg = SplitRows;
+    void *list = nullptr;  // [rows][kCap] (key, index) candidates
+    int rc = dsa_cuda_scratch(c, (size_t)rows * Cfg::kCap * sizeof(uint2), &list);
     if (rc) return rc;
-    uint32_t *hist = (uint32_t *)scratch;
-    SplitRowState *state = (SplitRowState *)((char *)scratch + hist_bytes);
-    uint2 *list = (uint2 *)((char *)scratch + zero_bytes);
-    rc = dsa_cuda_status(c, cudaMemsetAsync(scratch, 0, zero_bytes, c->stream), "topk: clear");
-    if (rc) return rc;
-
     const size_t smem = (size_t)Cfg::kCap * sizeof(uint2);
-    cudaError_t st = cudaFuncSetAttribute(topk_split_filter_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    cudaError_t st = cudaFuncSetAttribute(topk_split_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (st != cudaSuccess) return dsa_cuda_status(c, st, "topk: shared memory");
-    const dim3 grid((unsigned)splits, (unsigned)rows);
-    topk_split_hist_kernel<<<grid, kSplitHistThreads, 0, c->stream>>>(scores, ld, len0, len_step, k, splits, hist);
-    rc = dsa_cuda_check(c, "topk: split histogram");
-    if (rc) return rc;
-    topk_split_filter_kernel<<<grid, Cfg::kThreads, smem, c->stream>>>(scores, ld, len0, len_step, k, splits, hist,
-                                                                       state, list, list_stride, out);
-    return dsa_cuda_check(c, "topk: split filter");
+    topk_split_kernel<<<dim3((unsigned)splits, (unsigned)rows), Cfg::kThreads, smem, c->stream>>>(
+        scores, ld, len0, len_step, k, splits, (uint2 *)list, out);
+    return dsa_cuda_check(c, "topk: split rows");
 }
 
 int clip_len(long long len, int ld) { return (int)(len < 0 ? 0 : len > ld ? ld : len); }
@@ -596,9 +583,10 @@ extern "C" int dsa_cuda_topk(void *ctx, const float *scores, int rows, int ld_sc
     if (!out) return dsa_cuda_fail(c, "topk: out is NULL");
     if ((uintptr_t)scores & 3u) return dsa_cuda_fail(c, "topk: scores not 4-byte aligned");
     if ((uintptr_t)out & 3u) return dsa_cuda_fail(c, "topk: out not 4-byte aligned");
-    if ((size_t)LongRows::kCap * sizeof(uint2) + sizeof(SelectShared<LongRows::kThreads>) > c->smem_optin)
-        return dsa_cuda_fail(c, "topk: needs %zu bytes of shared memory per block, the device allows %zu",
-                             (size_t)LongRows::kCap * sizeof(uint2) + sizeof(SelectShared<LongRows::kThreads>),
+    const size_t smem_need = (size_t)SplitRows::kCap * sizeof(uint2) + sizeof(SelectShared<SplitRows::kThreads>);
+    static_assert(SplitRows::kCap >= LongRows::kCap && SplitRows::kThreads == LongRows::kThreads, "the larger block");
+    if (smem_need > c->smem_optin)
+        return dsa_cuda_fail(c, "topk: needs %zu bytes of shared memory per block, the device allows %zu", smem_need,
                              c->smem_optin);
 
     // Lengths are linear in r, so the longest row is the first or the last.
@@ -606,12 +594,12 @@ extern "C" int dsa_cuda_topk(void *ctx, const float *scores, int rows, int ld_sc
     const int len_last = clip_len((long long)len0 + (long long)(rows - 1) * len_step, ld_scores);
     const int len_max = len_first > len_last ? len_first : len_last;
 
-    // Few rows: split each over several blocks so the grid fills the GPU.
-    if (len_max > k && 2 * rows <= c->sms) {
-        const int by_sms = c->sms / rows;
+    // Few long rows: split each over several blocks so that the grid fills the GPU.
+    if (len_max > SplitRows::kCap && len_max > k && rows <= c->sms && rows <= kMaxSplitRows) {
+        const int by_sms = SplitRows::kMinBlocks * c->sms / rows;
         const int by_len = (int)(((long long)len_max + kSplitMinChunk - 1) / kSplitMinChunk);
         const int splits = by_sms < by_len ? by_sms : by_len;
-        if (splits >= 2) return launch_split(c, scores, rows, ld_scores, len0, len_step, k, splits, len_max, out);
+        if (splits >= 2) return launch_split(c, scores, rows, ld_scores, len0, len_step, k, splits, out);
     }
     if (len_max <= kShortMaxLen) return launch_rows<ShortRows>(c, scores, rows, ld_scores, len0, len_step, k, out);
     return launch_rows<LongRows>(c, scores, rows, ld_scores, len0, len_step, k, out);

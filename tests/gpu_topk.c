@@ -2,13 +2,22 @@
  *
  * Selection is exact, so the tolerance is zero: for every row the GPU's k indices, sorted, must
  * equal the reference's, sorted (the GPU may write the set in any order; the -1 padding sorts
- * first in both). The printed "err" is the number of mismatched entries over all rows.
+ * first in both). Ties are broken by the contract (equal scores: the lower index wins), so the set
+ * is unique and set equality judges ties too. The printed "err" is the number of mismatched
+ * entries over all rows. The output is poisoned (0xA5 bytes) before every launch.
  *
- * Shapes cover both GPU paths: few rows (1, 3, 8, 32, 64: each row split over several blocks)
- * and many rows (70, 300: one block per row, short and long row variants, rows that fit shared
- * memory and rows that need the filter pass), lengths below, at and just above k, clipped to
- * ld, and zero. Each row's scores follow one of the patterns below (cycling over the rows), with
- * +inf planted past len so a kernel that reads beyond a row's length selects it and fails. */
+ * Shapes cover every GPU path: few rows (1..64: each row split over several blocks, the row's
+ * last block resolving the candidates) and many rows (> 132: one block per row; rows of at most
+ * 8192 scores in smaller blocks, rows of at most 12288 read once into shared memory, longer rows
+ * through the sampled threshold), lengths below, at and just above k, clipped to ld, and zero.
+ * Each row's scores follow one of the patterns below (cycling over the rows), with +inf planted
+ * past len so a kernel that reads beyond a row's length selects it and fails. The last patterns
+ * are hard on a sampled threshold: increasing or decreasing scores and the best k at the end of
+ * the row (which a sample taken at the row's ends misjudges); the best scores exactly where the
+ * sampler reads (too few candidates) and four distinct values, all equal, +-0 (too many), which
+ * make the kernel fall back to its exact general path, in both the one-block and the split path.
+ * Each case runs twice, so state left behind by a call (the split path's counters) would show.
+ * Tolerance: 0 mismatched indices (an exact selection has no rounding). */
 #include "gpu_harness.h"
 
 enum {
@@ -20,10 +29,17 @@ enum {
     PAT_NEG_WIDE,  /* negative, magnitudes 2^-140 (subnormal) .. 2^20 */
     PAT_NAN_INF,   /* NaN, -inf and quantised values in turn (NaN ranks below -inf) */
     PAT_NARROW,    /* 1 +- 1e-3: everything in a few top-11-bit bins (the narrowing passes) */
+    PAT_UNIFORM,   /* uniform [-10, 10): what `dsa-bench kernels` times */
+    PAT_RAMP_UP,   /* i: increasing along the row, the best k at the end (a sample sees too few) */
+    PAT_RAMP_DOWN, /* -i: the best k at the start */
+    PAT_BEST_LAST, /* uniform [0, 1), but the last 2048 positions are the best (in 100 .. 101) */
+    PAT_FEW,       /* four values 0..3: a quarter of the row ties at the top (too many candidates) */
+    PAT_SAMPLED,   /* the positions the sampler reads are the best: too few candidates, whatever k */
     PAT_COUNT
 };
-static const char *pat_name[PAT_COUNT] = {"normal", "quantised", "all-equal", "+-0",
-                                          "-inf heavy", "negative wide", "nan/-inf", "narrow"};
+static const char *pat_name[PAT_COUNT] = {
+    "normal",  "quantised",  "all-equal",  "+-0",        "-inf heavy",      "negative wide", "nan/-inf",
+    "narrow",  "uniform",    "increasing", "decreasing", "best at the end", "four values", "best where sampled"};
 
 static uint64_t mix64(uint64_t x)
 {
@@ -33,10 +49,23 @@ static uint64_t mix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
+/* Whether kernels/topk.cu's sampler reads position i of a row of len >= 4096 scores: 128 chunks of
+ * 32, each centred in one of 128 equal strata. Only PAT_SAMPLED uses it, to make the sample
+ * over-represent the best scores; if the sampler changes, that pattern still checks exactness. */
+static int sampled_position(int i, int len)
+{
+    int c = (int)((long long)i * 128 / len); /* i's stratum, or the one after it */
+    for (int d = -1; d <= 1; d++) {
+        long long cc = c + d, mid = (2 * cc + 1) * len / 256;
+        if (cc >= 0 && cc < 128 && i >= mid - 16 && i < mid + 16) return 1;
+    }
+    return 0;
+}
+
 /* uniform in [0, 1) from (seed, i) */
 static float unif(uint64_t seed, uint64_t i) { return (float)(mix64(seed ^ mix64(i)) >> 40) * (1.0f / 16777216.0f); }
 
-static float score_at(int pat, uint64_t seed, int i)
+static float score_at(int pat, uint64_t seed, int i, int len)
 {
     float n = 0;
     for (int j = 0; j < 4; j++) n += unif(seed + (uint64_t)j * 0x1000193, (uint64_t)i) - 0.5f;
@@ -53,6 +82,12 @@ static float score_at(int pat, uint64_t seed, int i)
     }
     case PAT_NAN_INF: return i % 3 == 0 ? NAN : i % 3 == 1 ? -INFINITY : roundf(n * 2.0f) * 0.5f;
     case PAT_NARROW: return 1.0f + (unif(seed, (uint64_t)i) - 0.5f) * 2e-3f;
+    case PAT_UNIFORM: return 20.0f * unif(seed, (uint64_t)i) - 10.0f;
+    case PAT_RAMP_UP: return (float)i; /* exact below 2^24 */
+    case PAT_RAMP_DOWN: return -(float)i;
+    case PAT_BEST_LAST: return (i >= len - 2048 ? 100.0f : 0.0f) + unif(seed, (uint64_t)i);
+    case PAT_FEW: return (float)(mix64(seed ^ (uint64_t)i * 31) & 3);
+    case PAT_SAMPLED: return (len >= 4096 && sampled_position(i, len) ? 100.0f : 0.0f) + unif(seed, (uint64_t)i);
     }
     return 0;
 }
@@ -120,7 +155,7 @@ static void run_case(gpu_env *env, const tcase *t)
     for (int r = 0; r < t->rows; r++) {
         const int len = row_len(t, r), pat = row_pat(t, r);
         float *row = h + t->offset + (size_t)r * t->ld;
-        for (int i = 0; i < len; i++) row[i] = score_at(pat, 1000003u * (uint64_t)(r + 1) + (uint64_t)t->ld, i);
+        for (int i = 0; i < len; i++) row[i] = score_at(pat, 1000003u * (uint64_t)(r + 1) + (uint64_t)t->ld, i, len);
     }
     mirror_up(env, &sc);
     const float *hs = h + t->offset;
@@ -187,6 +222,25 @@ int main(void)
         {"decode 32 x 64K", 32, 65536, 65536, 0, 2048, -1, 0},
         {"64 rows of 20000", 64, 20000, 20000, 0, 2048, -1, 0},
         {"64 rows from len 0, clipped", 64, 25000, -10, 400, 64, -1, 0},
+        /* many rows (> 132 SMs: one block per row) as a causal prefill chunk */
+        {"prefill 8K causal", 200, 8192, 8192 - 199, 1, 2048, -1, 0},
+        {"prefill 64K causal", 140, 65536, 65536 - 139, 1, 2048, -1, 1},
+        {"prefill 200K causal uniform", 140, 200000, 200000 - 139, 1, 2048, PAT_UNIFORM, 0},
+        {"prefill 200K causal, every pattern", 140, 200003, 200000 - 139, 1, 2048, -1, 2},
+        {"prefill rows across k, shared memory and sampling", 200, 20011, 0, 100, 2048, -1, 3},
+        {"prefill 50K rows, k 64", 140, 50000, 50000 - 139, 1, 64, -1, 0},
+        /* few rows: the split path, the benchmark's distribution and the sample-defeating ones */
+        {"decode 200K uniform", 1, 200000, 200000, 0, 2048, PAT_UNIFORM, 0},
+        {"decode 200K increasing", 1, 200000, 200000, 0, 2048, PAT_RAMP_UP, 0},
+        {"decode 200K decreasing", 1, 200000, 200000, 0, 2048, PAT_RAMP_DOWN, 1},
+        {"decode 200K best 2048 at the end", 1, 200001, 200001, 0, 2048, PAT_BEST_LAST, 0},
+        {"decode 200K four values", 1, 200000, 200000, 0, 2048, PAT_FEW, 0},
+        {"decode 200K best where sampled", 1, 200000, 200000, 0, 2048, PAT_SAMPLED, 0},
+        {"decode 200K uniform again after fallbacks", 1, 200000, 200000, 0, 2048, PAT_UNIFORM, 3},
+        {"decode 8 x 200K uniform", 8, 200000, 200000, 0, 2048, PAT_UNIFORM, 0},
+        {"decode 32 x 200K, every pattern", 32, 200000, 200000, 0, 2048, -1, 1},
+        {"decode 64 x 200K, every pattern", 64, 200000, 200000, 0, 2048, -1, 0},
+        {"decode rows short and long", 8, 30001, 0, 4000, 2048, -1, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&env, &cases[i]);
 

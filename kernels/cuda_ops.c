@@ -178,6 +178,7 @@ int dsa_cuda_ops_init(dsa_ops *ops, int device, char *err, size_t err_len)
     ops->sync = cuda_sync;
     ops->fill_bf16 = dsa_cuda_fill_bf16;
     ops->fill_f32 = dsa_cuda_fill_f32;
+    ops->fill_e4m3 = dsa_cuda_fill_e4m3;
     ops->embed = dsa_cuda_embed;
     ops->rmsnorm = dsa_cuda_rmsnorm;
     ops->layernorm = dsa_cuda_layernorm;
@@ -191,6 +192,8 @@ int dsa_cuda_ops_init(dsa_ops *ops, int device, char *err, size_t err_len)
     ops->idx_logits_prefill = dsa_cuda_idx_logits_prefill;
     ops->idx_logits_decode = dsa_cuda_idx_logits_decode;
     ops->topk = dsa_cuda_topk;
+    ops->idx_fused_prefill = dsa_cuda_idx_fused_prefill;
+    ops->idx_fused_decode = dsa_cuda_idx_fused_decode;
     ops->mla_absorb = dsa_cuda_mla_absorb;
     ops->sparse_attn_prefill = dsa_cuda_sparse_attn_prefill;
     ops->sparse_attn_decode = dsa_cuda_sparse_attn_decode;

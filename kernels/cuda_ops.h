@@ -51,6 +51,15 @@ int dsa_cuda_idx_logits_decode(void *ctx, const uint8_t *q_fp8, const float *w, 
 /* topk.cu */
 int dsa_cuda_topk(void *ctx, const float *scores, int rows, int ld_scores, int len0, int len_step, int k,
                   int32_t *out);
+/* idx_fused.cu: indexer scores and their exact top-k in one op, without the score matrix */
+int dsa_cuda_idx_fused_prefill(void *ctx, const uint8_t *q_fp8, const float *w, int n, int heads,
+                               const uint8_t *idx_cache, int n_keys, int q_pos0, int k, int32_t *out);
+int dsa_cuda_idx_fused_decode(void *ctx, const uint8_t *q_fp8, const float *w, int batch, int heads,
+                              const uint8_t *idx_cache, size_t cache_stride, int n_keys, int k, int32_t *out);
+/* Not an op: the scratch bytes idx_fused_prefill (decode = 0, rows = n) or idx_fused_decode (decode = 1,
+ * rows = batch) takes for these sizes (0 when it takes none). A captured graph cannot grow the scratch:
+ * dsa_cuda_scratch this many bytes (the largest shape the graph runs) before capturing. */
+size_t dsa_cuda_idx_fused_scratch_bytes(void *ctx, int rows, int heads, int n_keys, int k, int decode);
 /* mla_proj.cu: the per-head absorb and output projections */
 int dsa_cuda_mla_absorb(void *ctx, const bf16_t *q, int n, int heads, int nope, int v, const bf16_t *w_kvb,
                         bf16_t *query);

@@ -88,6 +88,9 @@ typedef struct dsa_ops {
      * implementations use this formula so CPU and GPU runs see the same weights. */
     int (*fill_bf16)(void *ctx, bf16_t *dst, size_t n, uint64_t seed, float scale);
     int (*fill_f32)(void *ctx, float *dst, size_t n, uint64_t seed, float scale);
+    /* Valid e4m3 codes (never the NaN codes): r = splitmix64(seed ^ splitmix64(i)) >> 32,
+     * dst[i] = (r % 0x7f) | ((r >> 16) & 0x80): uniform over the 127 magnitude codes, random sign. */
+    int (*fill_e4m3)(void *ctx, uint8_t *dst, size_t n, uint64_t seed);
 
     /* out[r, :] = table[tokens[r], :] */
     int (*embed)(void *ctx, const int32_t *tokens, int n, const bf16_t *table, int hidden,
@@ -145,6 +148,20 @@ typedef struct dsa_ops {
      * -1 pads the rest. */
     int (*topk)(void *ctx, const float *scores, int rows, int ld_scores, int len0, int len_step,
                 int k, int32_t *out);
+    /* Fused indexer: out[i, 0..k) = topk over s of idx_logits_prefill's score[i, s] (same
+     * causal rule), without materialising the scores; same output contract as topk (ties to the
+     * lower index, -1 padding). Row i has q_pos0 + i + 1 scores: the result is that of
+     * idx_logits_prefill then topk(len0 = q_pos0 + 1, len_step = 1) on the same arguments (the
+     * CUDA version, like its topk, writes each row's index set in any order). */
+    int (*idx_fused_prefill)(void *ctx, const uint8_t *q_fp8, const float *w, int n, int heads,
+                             const uint8_t *idx_cache, int n_keys, int q_pos0, int k,
+                             int32_t *out);
+    /* Fused decode indexer: request b's one query against keys 0 .. n_keys-1 of its cache at
+     * idx_cache + b * cache_stride bytes; out[b, 0..k) = idx_logits_decode then topk
+     * (len0 = n_keys, len_step = 0), without materialising the scores. */
+    int (*idx_fused_decode)(void *ctx, const uint8_t *q_fp8, const float *w, int batch, int heads,
+                            const uint8_t *idx_cache, size_t cache_stride, int n_keys, int k,
+                            int32_t *out);
 
     /* query[r, h] = [q_nope[r, h] . W_UK[h] (512) | q_pe[r, h] (64)]; q [n, heads, nope+64];
      * w_kvb [heads, nope + v, 512]: rows [0, nope) are W_UK[h], rows [nope, nope+v) W_UV[h]. */

@@ -205,6 +205,40 @@ static int run_logits_decode(kstate *s)
     return OPS(s)->idx_logits_decode(CTX(s), s->buf[B_Q], s->buf[B_W], c->batch, c->heads, s->buf[B_CACHE],
                                      (size_t)c->ctx * 132, (int)c->ctx, s->buf[B_OUT], (int)c->ctx);
 }
+/* The indexer's selection both ways on the same inputs: the pair (scores to memory, then topk)
+ * and the fused op (no score matrix); `dsa-bench kernels` prints them side by side. */
+static int setup_idx_select(kstate *s, dsa_err *e)
+{
+    void *p;
+    int rc = setup_logits(s, e); /* B_Q, B_W, B_CACHE, B_OUT (scores) */
+    return rc ? rc : k_alloc(s, &p, (size_t)s->c.rows * TOPK * 4, e); /* B_IDX */
+}
+static int run_pair_prefill(kstate *s)
+{
+    const kcase *c = &s->c;
+    int rc = run_logits_prefill(s);
+    return rc ? rc
+              : OPS(s)->topk(CTX(s), s->buf[B_OUT], c->rows, (int)c->ctx, (int)(c->ctx - c->rows + 1), 1, TOPK,
+                             s->buf[B_IDX]);
+}
+static int run_pair_decode(kstate *s)
+{
+    const kcase *c = &s->c;
+    int rc = run_logits_decode(s);
+    return rc ? rc : OPS(s)->topk(CTX(s), s->buf[B_OUT], c->batch, (int)c->ctx, (int)c->ctx, 0, TOPK, s->buf[B_IDX]);
+}
+static int run_fused_prefill(kstate *s)
+{
+    const kcase *c = &s->c;
+    return OPS(s)->idx_fused_prefill(CTX(s), s->buf[B_Q], s->buf[B_W], c->rows, c->heads, s->buf[B_CACHE], (int)c->ctx,
+                                     (int)(c->ctx - c->rows), TOPK, s->buf[B_IDX]);
+}
+static int run_fused_decode(kstate *s)
+{
+    const kcase *c = &s->c;
+    return OPS(s)->idx_fused_decode(CTX(s), s->buf[B_Q], s->buf[B_W], c->batch, c->heads, s->buf[B_CACHE],
+                                    (size_t)c->ctx * 132, (int)c->ctx, TOPK, s->buf[B_IDX]);
+}
 static double flops_logits(const kcase *c)
 {
     return 2.0 * c->heads * 128 * (c->batch ? (double)c->batch * c->ctx : causal_pairs(c));
@@ -310,6 +344,17 @@ static int run_prep(kstate *s)
     int rc = OPS(s)->idx_prep_q(CTX(s), b[0], b[1], c->rows, c->heads, b[5], r, DSA_SCALE_FP32, b[7], b[8]);
     return rc ? rc : OPS(s)->idx_prep_k(CTX(s), b[2], 128, c->rows, b[3], b[4], b[5], r, DSA_SCALE_FP32, b[6], b[9]);
 }
+/* cache + queries + indices out; the pair also writes and re-reads the score matrix */
+static double bytes_fused(const kcase *c)
+{
+    double keys = c->batch ? (double)c->batch * c->ctx : (double)c->ctx;
+    return keys * 132 + (double)c->rows * c->heads * 132 + (double)c->rows * TOPK * 4;
+}
+static double bytes_pair(const kcase *c)
+{
+    double scores = c->batch ? (double)c->rows * c->ctx : causal_pairs(c);
+    return bytes_fused(c) + 8 * scores;
+}
 static double bytes_prep(const kcase *c)
 {
     double n = c->rows, h = c->heads;
@@ -321,6 +366,14 @@ static const kdef defs[] = {
      setup_logits, run_logits_prefill, flops_logits, bytes_logits},
     {"idx_logits_decode", DSA_C_IDX_LOGITS, CEIL_BW, {65536, 200000}, 2, {32, 64}, 2, {1, 8, 32}, 3, setup_logits,
      run_logits_decode, flops_logits, bytes_logits},
+    {"idx_pair_prefill", DSA_C_IDX_FUSED, CEIL_FP8, {65536, 131072, 200000}, 3, {32, 64}, 2, {0}, 0,
+     setup_idx_select, run_pair_prefill, flops_logits, bytes_pair},
+    {"idx_fused_prefill", DSA_C_IDX_FUSED, CEIL_FP8, {65536, 131072, 200000}, 3, {32, 64}, 2, {0}, 0,
+     setup_idx_select, run_fused_prefill, flops_logits, bytes_fused},
+    {"idx_pair_decode", DSA_C_IDX_FUSED, CEIL_BW, {65536, 200000}, 2, {32, 64}, 2, {1, 8, 32}, 3, setup_idx_select,
+     run_pair_decode, flops_logits, bytes_pair},
+    {"idx_fused_decode", DSA_C_IDX_FUSED, CEIL_BW, {65536, 200000}, 2, {32, 64}, 2, {1, 8, 32}, 3, setup_idx_select,
+     run_fused_decode, flops_logits, bytes_fused},
     {"topk_prefill", DSA_C_IDX_TOPK, CEIL_BW, {8192, 65536, 131072, 200000}, 4, {0}, 0, {0}, 0, setup_topk, run_topk,
      no_flops, bytes_topk},
     {"topk_decode", DSA_C_IDX_TOPK, CEIL_BW, {65536, 200000}, 2, {0}, 0, {1, 8, 32}, 3, setup_topk, run_topk, no_flops,

@@ -117,6 +117,16 @@ int ref_fill_bf16(void *ctx, bf16_t *dst, size_t n, uint64_t seed, float scale)
     return DSA_OK;
 }
 
+int ref_fill_e4m3(void *ctx, uint8_t *dst, size_t n, uint64_t seed)
+{
+    REF_REQUIRE(ctx, "fill_e4m3", dst || n == 0);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t r = (uint32_t)(dsa_splitmix64(seed ^ dsa_splitmix64(i)) >> 32);
+        dst[i] = (uint8_t)((r % 0x7f) | ((r >> 16) & 0x80));
+    }
+    return DSA_OK;
+}
+
 int ref_fill_f32(void *ctx, float *dst, size_t n, uint64_t seed, float scale)
 {
     REF_REQUIRE(ctx, "fill_f32", dst || n == 0);

@@ -61,6 +61,7 @@ int ref_download(void *ctx, void *dst, const void *src, size_t bytes);
 int ref_sync(void *ctx);
 int ref_fill_bf16(void *ctx, bf16_t *dst, size_t n, uint64_t seed, float scale);
 int ref_fill_f32(void *ctx, float *dst, size_t n, uint64_t seed, float scale);
+int ref_fill_e4m3(void *ctx, uint8_t *dst, size_t n, uint64_t seed);
 int ref_embed(void *ctx, const int32_t *tokens, int n, const bf16_t *table, int hidden,
               bf16_t *out);
 int ref_rmsnorm(void *ctx, const bf16_t *x, int ldx, int n, int d, const bf16_t *w, float eps,
@@ -89,6 +90,11 @@ int ref_idx_logits_decode(void *ctx, const uint8_t *q_fp8, const float *w, int b
                           float *scores, int ld_scores);
 int ref_topk(void *ctx, const float *scores, int rows, int ld_scores, int len0, int len_step,
              int k, int32_t *out);
+int ref_idx_fused_prefill(void *ctx, const uint8_t *q_fp8, const float *w, int n, int heads,
+                          const uint8_t *idx_cache, int n_keys, int q_pos0, int k, int32_t *out);
+int ref_idx_fused_decode(void *ctx, const uint8_t *q_fp8, const float *w, int batch, int heads,
+                         const uint8_t *idx_cache, size_t cache_stride, int n_keys, int k,
+                         int32_t *out);
 int ref_mla_absorb(void *ctx, const bf16_t *q, int n, int heads, int nope, int v,
                    const bf16_t *w_kvb, bf16_t *query);
 int ref_sparse_attn_prefill(void *ctx, const bf16_t *query, int n, int heads,

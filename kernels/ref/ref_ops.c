@@ -77,6 +77,7 @@ int dsa_ref_ops_init(dsa_ops *ops)
     ops->sync = ref_sync;
     ops->fill_bf16 = ref_fill_bf16;
     ops->fill_f32 = ref_fill_f32;
+    ops->fill_e4m3 = ref_fill_e4m3;
     ops->embed = ref_embed;
     ops->rmsnorm = ref_rmsnorm;
     ops->layernorm = ref_layernorm;
@@ -90,6 +91,8 @@ int dsa_ref_ops_init(dsa_ops *ops)
     ops->idx_logits_prefill = ref_idx_logits_prefill;
     ops->idx_logits_decode = ref_idx_logits_decode;
     ops->topk = ref_topk;
+    ops->idx_fused_prefill = ref_idx_fused_prefill;
+    ops->idx_fused_decode = ref_idx_fused_decode;
     ops->mla_absorb = ref_mla_absorb;
     ops->sparse_attn_prefill = ref_sparse_attn_prefill;
     ops->sparse_attn_decode = ref_sparse_attn_decode;

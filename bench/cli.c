@@ -29,6 +29,7 @@ static void usage(FILE *o, int cmd)
             "      --layers N                 run N layers of the model's shapes (all)\n"
             "      --weights per-layer|shared one weight set per layer, or one for all (per-layer)\n"
             "      --weight-dtype bf16|fp8    linear-layer weights (bf16)\n"
+            "      --indexer split|fused      F layers: idx_logits + topk, or idx_fused (no score matrix) (split)\n"
             "      --mem GiB                  memory a point may use (plan: 141; run: what is free)\n",
             name);
     if (cmd == CLI_PLAN)
@@ -41,11 +42,14 @@ static void usage(FILE *o, int cmd)
                    "      --max-time S               add repetitions until stdev <= 1%% of the median or S seconds (30; 2 with --device cpu)\n"
                    "      --seed N                   synthetic weights and inputs (1)\n"
                    "      --graph on|off             decode: replay the step as a CUDA graph (on)\n"
+                   "      --trace both|on|off        GPU: untraced wall then traced components and overhead; one traced\n"
+                   "                                 pass (half the time, no overhead figure); or no CUPTI (both)\n"
+                   "      --max-records N            raw kernel records kept per point, first repetition; -1 all (20000)\n"
                    "  -o, --output FILE.h5           HDF5 report (written to FILE.h5.tmp, then renamed)\n");
 }
 
 enum { O_SET = 256, O_CHUNK, O_LAYERS, O_WEIGHTS, O_WDTYPE, O_MEM, O_PBF16, O_PFP8, O_BW, O_WARMUP, O_MAXT,
-       O_DEVICE, O_SEED, O_GRAPH };
+       O_DEVICE, O_SEED, O_GRAPH, O_INDEXER, O_TRACE, O_MAXREC };
 
 int cli_parse_axes(int argc, char **argv, int cmd, cli_axes *a)
 {
@@ -53,14 +57,15 @@ int cli_parse_axes(int argc, char **argv, int cmd, cli_axes *a)
     static const struct option run_opts[] = {
         {"model", 1, 0, 'm'}, {"set", 1, 0, O_SET}, {"context", 1, 0, 'c'}, {"config", 1, 0, 'i'},
         {"phase", 1, 0, 'p'}, {"batch", 1, 0, 'b'}, {"chunk", 1, 0, O_CHUNK}, {"layers", 1, 0, O_LAYERS},
-        {"weights", 1, 0, O_WEIGHTS}, {"weight-dtype", 1, 0, O_WDTYPE}, {"mem", 1, 0, O_MEM},
+        {"weights", 1, 0, O_WEIGHTS}, {"weight-dtype", 1, 0, O_WDTYPE}, {"mem", 1, 0, O_MEM}, {"indexer", 1, 0, O_INDEXER},
         {"help", 0, 0, 'h'}, {"device", 1, 0, O_DEVICE}, {"reps", 1, 0, 'r'}, {"warmup", 1, 0, O_WARMUP},
         {"max-time", 1, 0, O_MAXT}, {"seed", 1, 0, O_SEED}, {"output", 1, 0, 'o'}, {"graph", 1, 0, O_GRAPH},
+        {"trace", 1, 0, O_TRACE}, {"max-records", 1, 0, O_MAXREC},
         {0, 0, 0, 0}};
     static const struct option plan_opts[] = {
         {"model", 1, 0, 'm'}, {"set", 1, 0, O_SET}, {"context", 1, 0, 'c'}, {"config", 1, 0, 'i'},
         {"phase", 1, 0, 'p'}, {"batch", 1, 0, 'b'}, {"chunk", 1, 0, O_CHUNK}, {"layers", 1, 0, O_LAYERS},
-        {"weights", 1, 0, O_WEIGHTS}, {"weight-dtype", 1, 0, O_WDTYPE}, {"mem", 1, 0, O_MEM},
+        {"weights", 1, 0, O_WEIGHTS}, {"weight-dtype", 1, 0, O_WDTYPE}, {"mem", 1, 0, O_MEM}, {"indexer", 1, 0, O_INDEXER},
         {"help", 0, 0, 'h'}, {"peak-bf16", 1, 0, O_PBF16}, {"peak-fp8", 1, 0, O_PFP8}, {"bw", 1, 0, O_BW},
         {0, 0, 0, 0}};
     dsa_sweep_opts *s = &a->sweep;
@@ -113,6 +118,23 @@ int cli_parse_axes(int argc, char **argv, int cmd, cli_axes *a)
             else if (!strcmp(optarg, "bf16")) s->weight_fp8 = 0;
             else return cli_error(name, 2, "--weight-dtype: expected bf16 or fp8");
             break;
+        case O_INDEXER:
+            if (!strcmp(optarg, "fused")) s->fused_indexer = 1;
+            else if (!strcmp(optarg, "split")) s->fused_indexer = 0;
+            else return cli_error(name, 2, "--indexer: expected fused or split");
+            break;
+        case O_TRACE:
+            if (!strcmp(optarg, "both")) s->trace = DSA_TRACE_BOTH;
+            else if (!strcmp(optarg, "on")) s->trace = DSA_TRACE_ON;
+            else if (!strcmp(optarg, "off")) s->trace = DSA_TRACE_OFF;
+            else return cli_error(name, 2, "--trace: expected both, on or off");
+            break;
+        case O_MAXREC: {
+            long long v = strtoll(optarg, &end, 10);
+            if (!*optarg || *end || v < -1) return cli_error(name, 2, "--max-records: expected an integer >= -1");
+            s->max_records = v;
+            break;
+        }
         case O_GRAPH:
             if (!strcmp(optarg, "on")) s->no_graph = 0;
             else if (!strcmp(optarg, "off")) s->no_graph = 1;

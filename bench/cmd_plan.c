@@ -11,7 +11,7 @@ int cmd_plan(int argc, char **argv)
     if (rc) return rc < 0 ? 0 : rc;
     dsa_sweep_opts *s = &a.sweep;
     dsa_plan_opts po = {.layers = s->layers ? s->layers : s->model.n_layers, .shared_weights = s->shared_weights,
-                        .weight_fp8 = s->weight_fp8, .ceil = a.ceil};
+                        .weight_fp8 = s->weight_fp8, .fused_indexer = s->fused_indexer, .ceil = a.ceil};
     double mem = (s->mem_gib > 0 ? s->mem_gib : 141.0) * 1024.0 * 1024.0 * 1024.0;
     dsa_err e = {{0}};
     printf("# plan: %s, %d of %d layers, %s weights (%s)\n", s->model.name, po.layers, s->model.n_layers,

@@ -112,16 +112,57 @@ static int ones_bf16(dsa_fwd *f, bf16_t **p, size_t n, dsa_err *e)
     return 0;
 }
 
-/* A linear layer's weight [n, k], uniform in +-1/sqrt(k) (fan-in scaling). */
-static int linear(dsa_fwd *f, dsa_weight *w, int n, int k, uint64_t seed, dsa_err *e)
+/* Mean square of the values fill_e4m3 produces (its 127 magnitude codes, equally likely). */
+static double e4m3_fill_mean_square(void)
 {
-    if (f->o.weight_fp8)
-        return dsa_fail(e, DSA_EXIT_USAGE, "FP8 weights are not implemented yet (use bf16)");
-    w->dtype = DSA_BF16;
+    double s = 0;
+    for (int code = 0; code < 0x7f; code++) {
+        int ex = code >> 3, man = code & 7;
+        double v = ex ? (1.0 + man / 8.0) * ldexp(1.0, ex - 7) : man * ldexp(1.0, -9);
+        s += v * v;
+    }
+    return s / 0x7f;
+}
+
+/* `count` FP8 matrices [n, k] back to back (e4m3 codes, then one fp32 scale per 128x128 block,
+ * as DeepSeek-V3.2 and GLM-5 ship them). Every block gets the scale that gives the weights an
+ * RMS of 1/sqrt(k), as the bf16 weights have: the random codes are log-spread, so this keeps
+ * activations in range through 47+ layers. */
+static int fp8_tensor(dsa_fwd *f, uint8_t **data, float **scale, int count, int n, int k, uint64_t seed, dsa_err *e)
+{
+    size_t blocks = (size_t)((n + 127) / 128) * ((k + 127) / 128) * count, bytes = (size_t)n * k * count;
+    int rc;
+    if ((rc = falloc(f, (void **)data, bytes, e)) || (rc = falloc(f, (void **)scale, blocks * sizeof(float), e)))
+        return rc;
+    OP(f->ops->fill_e4m3(f->ops->ctx, *data, bytes, seed), "fill");
+    float *h = malloc(blocks * sizeof *h);
+    if (!h) return dsa_fail(e, DSA_EXIT_RUNTIME, "out of host memory");
+    float s = (float)(1.0 / sqrt(e4m3_fill_mean_square() * k));
+    for (size_t i = 0; i < blocks; i++) h[i] = s;
+    rc = f->ops->upload(f->ops->ctx, *scale, h, blocks * sizeof *h);
+    free(h);
+    OP(rc, "upload");
+    return 0;
+}
+
+/* A linear layer's weight [n, k], uniform in +-1/sqrt(k) (fan-in scaling); FP8 with block
+ * scales under --weight-dtype fp8 (fp8_ok: the layers DeepSeek ships in FP8; the indexer's
+ * weights_proj and lm_head stay bf16 there, as in DeepSeek-V3.2's checkpoint). */
+static int linear_as(dsa_fwd *f, dsa_weight *w, int n, int k, uint64_t seed, int fp8_ok, dsa_err *e)
+{
     w->n = n;
     w->k = k;
     w->scale = NULL;
+    if (f->o.weight_fp8 && fp8_ok) {
+        w->dtype = DSA_FP8_E4M3;
+        return fp8_tensor(f, (uint8_t **)&w->data, &w->scale, 1, n, k, seed, e);
+    }
+    w->dtype = DSA_BF16;
     return rand_bf16(f, (bf16_t **)&w->data, (size_t)n * k, 1.0f / sqrtf((float)k), seed, e);
+}
+static int linear(dsa_fwd *f, dsa_weight *w, int n, int k, uint64_t seed, dsa_err *e)
+{
+    return linear_as(f, w, n, k, seed, 1, e);
 }
 
 enum { W_ATTN_NORM = 1, W_Q_NORM, W_KV_NORM, W_FFN_NORM, W_QA, W_QB, W_KVA, W_O, W_KVB, W_IQ,
@@ -145,7 +186,7 @@ static int make_layer(dsa_fwd *f, layer_w *L, int l, int with_indexer, dsa_err *
     if (with_indexer) {
         if ((rc = linear(f, &L->iq, m->idx_heads * 128, m->q_lora, tensor_seed(f, W_IQ, l), e)) ||
             (rc = linear(f, &L->ik, 128, h, tensor_seed(f, W_IK, l), e)) ||
-            (rc = linear(f, &L->iw, m->idx_heads, h, tensor_seed(f, W_IW, l), e)) ||
+            (rc = linear_as(f, &L->iw, m->idx_heads, h, tensor_seed(f, W_IW, l), 0, e)) ||
             (rc = ones_bf16(f, &L->ik_ln_w, 128, e)) ||
             (rc = falloc(f, (void **)&L->ik_ln_b, 128 * sizeof(bf16_t), e)))
             return rc;
@@ -169,8 +210,21 @@ static int make_layer(dsa_fwd *f, layer_w *L, int l, int with_indexer, dsa_err *
     L->exp_down = calloc((size_t)E, sizeof(dsa_weight));
     if (!L->exp_gate_up || !L->exp_down) return dsa_fail(e, DSA_EXIT_RUNTIME, "out of host memory");
     /* all experts in two buffers, so a grouped GEMM sees them as one tensor */
-    bf16_t *gu, *dn;
     size_t gu_n = (size_t)2 * I * h, dn_n = (size_t)h * I;
+    if (f->o.weight_fp8) {
+        uint8_t *gu, *dn;
+        float *gus, *dns;
+        size_t gu_b = (size_t)((2 * I + 127) / 128) * ((h + 127) / 128), dn_b = (size_t)((h + 127) / 128) * ((I + 127) / 128);
+        if ((rc = fp8_tensor(f, &gu, &gus, E, 2 * I, h, tensor_seed(f, W_EXP_GU, l), e)) ||
+            (rc = fp8_tensor(f, &dn, &dns, E, h, I, tensor_seed(f, W_EXP_DOWN, l), e)))
+            return rc;
+        for (int x = 0; x < E; x++) {
+            L->exp_gate_up[x] = (dsa_weight){DSA_FP8_E4M3, 2 * I, h, gu + gu_n * x, gus + gu_b * x};
+            L->exp_down[x] = (dsa_weight){DSA_FP8_E4M3, h, I, dn + dn_n * x, dns + dn_b * x};
+        }
+        return 0;
+    }
+    bf16_t *gu, *dn;
     if ((rc = rand_bf16(f, &gu, gu_n * E, 1.0f / sqrtf((float)h), tensor_seed(f, W_EXP_GU, l), e)) ||
         (rc = rand_bf16(f, &dn, dn_n * E, 1.0f / sqrtf((float)I), tensor_seed(f, W_EXP_DOWN, l), e)))
         return rc;
@@ -187,7 +241,7 @@ static int make_weights(dsa_fwd *f, dsa_err *e)
     int rc, n = f->o.layers;
     if ((rc = rand_bf16(f, &f->embed, (size_t)m->vocab * m->hidden, 1.0f, tensor_seed(f, W_EMBED, -1), e)) ||
         (rc = ones_bf16(f, &f->final_norm, m->hidden, e)) ||
-        (rc = linear(f, &f->lm_head, m->vocab, m->hidden, tensor_seed(f, W_LM_HEAD, -1), e)))
+        (rc = linear_as(f, &f->lm_head, m->vocab, m->hidden, tensor_seed(f, W_LM_HEAD, -1), 0, e)))
         return rc;
     f->L = calloc((size_t)n, sizeof *f->L);
     if (!f->L) return dsa_fail(e, DSA_EXIT_RUNTIME, "out of host memory");
@@ -230,7 +284,8 @@ static int make_workspace(dsa_fwd *f, dsa_err *e)
         {(void **)&f->q, T * H * (m->nope + 64) * 2}, {(void **)&f->kv, T * 576 * 2},
         {(void **)&f->qi, T * iH * 128 * 2}, {(void **)&f->ik, T * 128 * 2}, {(void **)&f->iw, T * iH * 2},
         {(void **)&f->q_fp8, T * iH * 128}, {(void **)&f->w, T * iH * 4},
-        {(void **)&f->scores, T * (size_t)f->score_ld * 4}, {(void **)&f->indices, T * m->topk * 4},
+        /* the fused indexer never writes scores (it keeps its candidates in the ops' scratch) */
+        {(void **)&f->scores, f->o.fused_indexer ? 4 : T * (size_t)f->score_ld * 4}, {(void **)&f->indices, T * m->topk * 4},
         {(void **)&f->query, T * H * 576 * 2}, {(void **)&f->out_lat, T * H * 512 * 2},
         {(void **)&f->lse, T * H * 4}, {(void **)&f->ov, T * H * m->v * 2},
         {(void **)&f->gu, T * 2 * ffn_inter * 2}, {(void **)&f->act, T * ffn_inter * 2},
@@ -423,23 +478,39 @@ static int layer_forward(dsa_fwd *f, int l, int n, int64_t q_pos0, dsa_prof *pro
                            f->idx[l]),
            "idx_proj: k");
         END();
-        BEGIN(DSA_C_IDX_LOGITS, l);
-        if (decode)
-            OP(ops->idx_logits_decode(c, f->q_fp8, f->w, n, iH, f->idx[l], (size_t)(f->context + 1) * DSA_IDX_TOKEN_BYTES,
-                                      (int)(f->context + 1), f->scores, (int)f->score_ld),
-               "idx_logits");
-        else
-            OP(ops->idx_logits_prefill(c, f->q_fp8, f->w, n, iH, f->idx[l], (int)(q_pos0 + n), (int)q_pos0, f->scores,
-                                       (int)(q_pos0 + n)),
-               "idx_logits");
-        END();
-        BEGIN(DSA_C_IDX_TOPK, l);
-        if (decode)
-            OP(ops->topk(c, f->scores, n, (int)f->score_ld, (int)(f->context + 1), 0, m->topk, f->indices), "idx_topk");
-        else
-            OP(ops->topk(c, f->scores, n, (int)(q_pos0 + n), (int)q_pos0 + 1, 1, m->topk, f->indices), "idx_topk");
-        END();
+        if (f->o.fused_indexer) {
+            BEGIN(DSA_C_IDX_FUSED, l);
+            if (decode)
+                OP(ops->idx_fused_decode(c, f->q_fp8, f->w, n, iH, f->idx[l], (size_t)(f->context + 1) * DSA_IDX_TOKEN_BYTES,
+                                         (int)(f->context + 1), m->topk, f->indices),
+                   "idx_fused");
+            else
+                OP(ops->idx_fused_prefill(c, f->q_fp8, f->w, n, iH, f->idx[l], (int)(q_pos0 + n), (int)q_pos0, m->topk,
+                                          f->indices),
+                   "idx_fused");
+            END();
+        } else {
+            BEGIN(DSA_C_IDX_LOGITS, l);
+            if (decode)
+                OP(ops->idx_logits_decode(c, f->q_fp8, f->w, n, iH, f->idx[l], (size_t)(f->context + 1) * DSA_IDX_TOKEN_BYTES,
+                                          (int)(f->context + 1), f->scores, (int)f->score_ld),
+                   "idx_logits");
+            else
+                OP(ops->idx_logits_prefill(c, f->q_fp8, f->w, n, iH, f->idx[l], (int)(q_pos0 + n), (int)q_pos0, f->scores,
+                                           (int)(q_pos0 + n)),
+                   "idx_logits");
+            END();
+            BEGIN(DSA_C_IDX_TOPK, l);
+            if (decode)
+                OP(ops->topk(c, f->scores, n, (int)f->score_ld, (int)(f->context + 1), 0, m->topk, f->indices), "idx_topk");
+            else
+                OP(ops->topk(c, f->scores, n, (int)(q_pos0 + n), (int)q_pos0 + 1, 1, m->topk, f->indices), "idx_topk");
+            END();
+        }
     } /* an S layer keeps f->indices from the nearest F layer before it */
+
+    /* debug hook: sees (and may overwrite) the indices this layer's attention is about to use */
+    if (f->o.on_indices && !f->capturing) f->o.on_indices(f->o.user, l, dsa_schedule_source_layer(f->fs, l), f->indices, n, m->topk);
 
     BEGIN(DSA_C_MLA_ABSORB, l);
     OP(ops->mla_absorb(c, f->q, n, H, m->nope, m->v, L->kvb, f->query), "mla_absorb");
@@ -455,7 +526,6 @@ static int layer_forward(dsa_fwd *f, int l, int n, int64_t q_pos0, dsa_prof *pro
                                     f->lse),
            "sparse_attn");
     END();
-    if (f->o.on_indices && !f->capturing) f->o.on_indices(f->o.user, l, dsa_schedule_source_layer(f->fs, l), f->indices, n, m->topk);
 
     BEGIN(DSA_C_MLA_OUT, l);
     OP(ops->mla_out(c, f->out_lat, n, H, m->nope, m->v, L->kvb, f->ov), "mla_out");
@@ -507,8 +577,10 @@ static int rows_forward(dsa_fwd *f, int n, int64_t q_pos0, int lm_row0, int do_l
     BEGIN(DSA_C_EMBED, -1);
     OP(ops->embed(c, f->tokens, n, f->embed, m->hidden, f->x), "embed");
     END();
-    for (int l = 0; l < f->o.layers; l++)
-        if ((rc = layer_forward(f, l, n, q_pos0, prof, e))) return rc;
+    for (int l = 0; l <= f->o.layers; l++) {
+        if (f->o.on_layer_input && !f->capturing) f->o.on_layer_input(f->o.user, l, f->x, n, m->hidden);
+        if (l < f->o.layers && (rc = layer_forward(f, l, n, q_pos0, prof, e))) return rc;
+    }
     BEGIN(DSA_C_FINAL_NORM, -1);
     OP(ops->rmsnorm(c, f->x, m->hidden, n, m->hidden, f->final_norm, (float)m->rms_eps, f->xn, m->hidden), "final_norm");
     END();
@@ -525,7 +597,7 @@ static int rows_forward(dsa_fwd *f, int n, int64_t q_pos0, int lm_row0, int do_l
 
 /* The decode step as a graph: one eager run first, so cuBLASLt plans and scratch exist before
  * the capture (nothing may allocate inside it), then the capture. */
-static int capture_decode(dsa_fwd *f, dsa_err *e)
+static int capture_decode(dsa_fwd *f, dsa_prof *prof, dsa_err *e)
 {
     const dsa_ops *ops = f->ops;
     int rc = rows_forward(f, f->batch, f->context, 0, 1, NULL, e);
@@ -533,7 +605,7 @@ static int capture_decode(dsa_fwd *f, dsa_err *e)
     OP(ops->sync(ops->ctx), "sync");
     OP(ops->graph_begin(ops->ctx), "graph capture");
     f->capturing = 1;
-    rc = rows_forward(f, f->batch, f->context, 0, 1, NULL, e);
+    rc = rows_forward(f, f->batch, f->context, 0, 1, prof, e); /* brackets name the graph's nodes (profiler.h) */
     f->capturing = 0;
     void *g = NULL;
     int end = ops->graph_end(ops->ctx, &g); /* always end the capture, even after a failure */
@@ -552,7 +624,7 @@ int dsa_fwd_step(dsa_fwd *f, dsa_prof *prof, dsa_err *e)
     if (f->phase == DSA_DECODE) {
         /* the step's inputs are uploaded once, at create: a replayed graph reads them in place */
         if (f->o.use_graph && f->ops->graph_begin) {
-            if (!f->graph && (rc = capture_decode(f, e))) return rc;
+            if (!f->graph && (rc = capture_decode(f, prof, e))) return rc;
             OP(f->ops->graph_launch(f->ops->ctx, f->graph), "graph launch");
         } else if ((rc = rows_forward(f, f->batch, f->context, 0, 1, prof, e)))
             return rc;
@@ -579,6 +651,19 @@ int dsa_fwd_download_hidden(dsa_fwd *f, bf16_t *host, dsa_err *e)
 {
     OP(f->ops->download(f->ops->ctx, host, f->xn, (size_t)f->last_rows * f->m.hidden * 2), "download");
     return 0;
+}
+
+int dsa_fwd_count_nonfinite(dsa_fwd *f, int64_t *count, dsa_err *e)
+{
+    size_t n = (size_t)f->last_rows * f->m.hidden;
+    bf16_t *h = malloc((n ? n : 1) * sizeof *h);
+    if (!h) return dsa_fail(e, DSA_EXIT_RUNTIME, "out of host memory");
+    int rc = dsa_fwd_download_hidden(f, h, e);
+    int64_t bad = 0;
+    for (size_t i = 0; !rc && i < n; i++) bad += (h[i] & 0x7f80) == 0x7f80; /* exponent all ones: inf or NaN */
+    free(h);
+    *count = bad;
+    return rc;
 }
 
 void dsa_fwd_destroy(dsa_fwd *f)

@@ -16,10 +16,16 @@ typedef struct dsa_fwd_opts {
     int weight_fp8;     /* FP8 weights with 128x128 block scales */
     uint64_t seed;      /* weights, tokens and decode caches derive from it */
     int use_graph;      /* decode: capture the step once as a CUDA graph and replay it */
-    /* Debug hook, called after each layer's sparse attention with the indices it used
-     * (device memory of the ops; rows x topk int32) and the F layer that produced them. */
-    void (*on_indices)(void *user, int layer, int src_layer, const int32_t *idx, int rows,
-                       int topk);
+    int fused_indexer;  /* F layers: idx_fused (scores never stored) instead of idx_logits + topk */
+    /* Debug hook, called before each layer's sparse attention with the indices it will use
+     * (device memory of the ops; rows x topk int32) and the F layer that produced them. A test
+     * may overwrite them (teacher forcing: the GPU run attends with the reference's indices,
+     * so one near-tie swap does not change every later layer's input). */
+    void (*on_indices)(void *user, int layer, int src_layer, int32_t *idx, int rows, int topk);
+    /* Debug hook, called before each layer with its input rows x [rows, ld] bf16 (device memory
+     * of the ops), and once more with layer = layers before the final norm. A test may overwrite
+     * them, to compare each layer with the reference on identical inputs. */
+    void (*on_layer_input)(void *user, int layer, bf16_t *x, int rows, int ld);
     void *user;
 } dsa_fwd_opts;
 
@@ -40,6 +46,8 @@ int dsa_fwd_step(dsa_fwd *f, dsa_prof *prof, dsa_err *e);
  * decode one per request. */
 int dsa_fwd_rows(const dsa_fwd *f);
 int dsa_fwd_download_hidden(dsa_fwd *f, bf16_t *host, dsa_err *e); /* rows x hidden */
+/* Counts the NaN and Inf values in the last step's final hidden state (after final_norm). */
+int dsa_fwd_count_nonfinite(dsa_fwd *f, int64_t *count, dsa_err *e);
 void dsa_fwd_destroy(dsa_fwd *f);
 
 #endif

@@ -61,7 +61,7 @@ typedef struct table {
     int n;
 } table;
 
-#define MAX_COLS 24
+#define MAX_COLS 32
 #define NO_COL SIZE_MAX
 
 #define COL(type, member, kind, units) \
@@ -93,6 +93,8 @@ static const col run_cols[] = {
     COL(dsa_run, argv, K_STR, NULL),
     COL(dsa_run, layers_run, K_I32, NULL),
     COL(dsa_run, shared_weights, K_I32, NULL),
+    COL(dsa_run, weight_fp8, K_I32, NULL),    /* absent in older files: reads 0 (bf16) */
+    COL(dsa_run, fused_indexer, K_I32, NULL), /* absent in older files: reads 0 (split) */
 };
 
 static const col device_cols[] = {
@@ -135,6 +137,14 @@ static const col point_cols[] = {
     COL(dsa_point, status, K_I32, NULL),
     TEXT_COL("status_name", sizeof "unknown", point_status_name),
     COL(dsa_point, reason, K_STR, NULL),
+    COL(dsa_point, traced_reps, K_I32, NULL),
+    COL(dsa_point, wall_traced_median_ms, K_F64, "ms"),
+    COL(dsa_point, trace_overhead_pct, K_F64, "%"),
+    COL(dsa_point, coverage, K_F64, NULL),
+    COL(dsa_point, dropped_records, K_I64, "records"),
+    COL(dsa_point, unattributed, K_I64, "records"),
+    COL(dsa_point, nonfinite, K_I64, "values"),
+    COL(dsa_point, records_total, K_I64, "records"),
 };
 
 static const col comp_cols[] = {
@@ -880,18 +890,20 @@ done:
     return rc;
 }
 
-static int write_samples(hid_t loc, const char *where, const double *v, size_t n, const h5io *io)
+/* A 1-D double dataset loc/name (samples, samples_traced), units "ms". */
+static int write_samples(hid_t loc, const char *where, const char *name, const double *v, size_t n,
+                         const h5io *io)
 {
     hsize_t dims = n;
     hid_t sp = H5Screate_simple(1, &dims, NULL), ds = H5I_INVALID_HID;
     char dpath[64];
     int rc = 0;
-    snprintf(dpath, sizeof dpath, "%s/samples", where);
+    snprintf(dpath, sizeof dpath, "%s/%s", where, name);
     if (sp < 0 ||
-        (ds = H5Dcreate2(loc, "samples", H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT,
+        (ds = H5Dcreate2(loc, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT,
                          H5P_DEFAULT)) < 0 ||
         (n && H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0))
-        rc = io_fail(io, where, "samples");
+        rc = io_fail(io, where, name);
     else
         rc = write_attr(ds, dpath, "units", K_STR, "ms", sizeof "ms", io);
     if (ds >= 0) H5Dclose(ds);
@@ -899,7 +911,8 @@ static int write_samples(hid_t loc, const char *where, const double *v, size_t n
     return rc;
 }
 
-static int read_samples(hid_t loc, const char *where, double **out, size_t *n_out, const h5io *io)
+static int read_samples(hid_t loc, const char *where, const char *name, double **out, size_t *n_out,
+                        const h5io *io)
 {
     hid_t ds = H5I_INVALID_HID, sp = H5I_INVALID_HID, ft = H5I_INVALID_HID;
     hsize_t n = 0;
@@ -907,24 +920,24 @@ static int read_samples(hid_t loc, const char *where, double **out, size_t *n_ou
     int rc;
     *out = NULL;
     *n_out = 0;
-    if ((rc = open_1d(loc, where, "samples", &ds, &sp, &n, io))) goto done;
+    if ((rc = open_1d(loc, where, name, &ds, &sp, &n, io))) goto done;
     if ((ft = H5Dget_type(ds)) < 0) {
-        rc = io_fail(io, where, "samples");
+        rc = io_fail(io, where, name);
         goto done;
     }
     if (H5Tget_class(ft) != H5T_FLOAT) {
-        rc = dsa_fail(io->e, DSA_EXIT_RUNTIME, "%s: %s/samples is not floating point", io->file,
-                      where);
+        rc = dsa_fail(io->e, DSA_EXIT_RUNTIME, "%s: %s/%s is not floating point", io->file,
+                      where, name);
         goto done;
     }
-    if ((rc = check_storage(ds, ft, n, where, "samples", io))) goto done;
+    if ((rc = check_storage(ds, ft, n, where, name, io))) goto done;
     if (n == 0) goto done;
     if (n > SIZE_MAX / sizeof *v || !(v = malloc(n * sizeof *v))) {
         rc = io_oom(io);
         goto done;
     }
     if (H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0) {
-        rc = io_fail(io, where, "samples");
+        rc = io_fail(io, where, name);
         goto done;
     }
     *out = v;
@@ -1047,7 +1060,10 @@ static int write_points(hid_t file, const dsa_run *run, const h5io *io)
         if (rc == 0)
             rc = write_table(pg, where, "kernels", &kernel_table, p->kernels, nk,
                              sizeof *p->kernels, io);
-        if (rc == 0) rc = write_samples(pg, where, p->samples, ns, io);
+        if (rc == 0) rc = write_samples(pg, where, "samples", p->samples, ns, io);
+        if (rc == 0)
+            rc = write_samples(pg, where, "samples_traced", p->samples_traced,
+                               p->samples_traced && p->traced_reps > 0 ? (size_t)p->traced_reps : 0, io);
         H5Gclose(pg);
     }
     H5Gclose(g);
@@ -1077,11 +1093,20 @@ static int read_point_arrays(hid_t g, dsa_point *p, const h5io *io)
     if (rc == 0) {
         p->kernels = v;
         p->n_kernels = n;
-        rc = read_samples(pg, where, &p->samples, &n, io);
+        rc = read_samples(pg, where, "samples", &p->samples, &n, io);
     }
     if (rc == 0 && n != 0 && n != (size_t)(p->reps > 0 ? p->reps : 0))
         rc = dsa_fail(io->e, DSA_EXIT_RUNTIME, "%s: %s/samples has %zu values but reps = %d",
                       io->file, where, n, (int)p->reps);
+    /* samples_traced: absent in files written before tracing was measured */
+    htri_t traced = rc == 0 ? H5Lexists(pg, "samples_traced", H5P_DEFAULT) : 0;
+    if (traced < 0) rc = io_fail(io, where, "samples_traced");
+    n = 0;
+    if (rc == 0 && traced > 0) rc = read_samples(pg, where, "samples_traced", &p->samples_traced, &n, io);
+    if (rc == 0 && n != 0 && n != (size_t)(p->traced_reps > 0 ? p->traced_reps : 0))
+        rc = dsa_fail(io->e, DSA_EXIT_RUNTIME,
+                      "%s: %s/samples_traced has %zu values but traced_reps = %d", io->file, where,
+                      n, (int)p->traced_reps);
     H5Gclose(pg);
     return rc;
 }

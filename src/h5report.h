@@ -19,12 +19,17 @@
  *                     config, fs, n_full, n_layers, reps, wall_median_ms, wall_min_ms,
  *                     wall_stdev_ms, indexer_ms, indexer_share, tok_s, flops, bytes
  *                     (work of one repetition; 0 when not counted), status (int32),
- *                     status_name ("ok" | "skipped" | "failed"), reason
+ *                     status_name ("ok" | "skipped" | "failed"), reason, then the tracing
+ *                     columns (results.h): traced_reps, wall_traced_median_ms,
+ *                     trace_overhead_pct, coverage, dropped_records, unattributed
  *   /points/<id>/components  compound: name (string), component (enum), median_ms, min_ms,
  *                     stdev_ms, share, kernels
  *   /points/<id>/kernels     compound: rep, layer, component (enum), name, start_ns, end_ns,
  *                     graph_node (uint64), grid[3], block[3]
  *   /points/<id>/samples     1-D double, wall ms per repetition; attribute units = "ms"
+ *   /points/<id>/samples_traced  1-D double, wall ms per traced repetition (GPU: CUPTI on;
+ *                     empty when the point was not traced); units = "ms". Files written before
+ *                     it existed lack it and read back with traced_reps 0
  *
  * <id> is the point's id in decimal. `component` members carry an HDF5 enum type whose names are
  * component.h's vocabulary (h5dump prints the names, h5py gives ints with the mapping). Every
@@ -36,8 +41,9 @@
  * HDF5 1.8's (checksummed metadata), read by every HDF5 >= 1.8 and h5py.
  *
  * Why /points is a group and not the table itself: an HDF5 dataset cannot have children, and each
- * point owns three variable-sized arrays (components, kernels, samples). So the one-row-per-point
- * table lives at /points/table and the per-point arrays beside it under /points/<id>/.
+ * point owns variable-sized arrays (components, kernels, samples, samples_traced). So the
+ * one-row-per-point table lives at /points/table and the per-point arrays beside it under
+ * /points/<id>/.
  */
 #ifndef DSA_H5REPORT_H
 #define DSA_H5REPORT_H

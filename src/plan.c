@@ -32,7 +32,7 @@ static double attn_weight_bytes(const dsa_model *m, int full, int fp8)
                2.0 * (m->q_lora + 512 + 2 * h);    /* norms */
     if (full) /* S layers never run their indexer, so its weights are not allocated */
         b += gemm_weight_bytes((double)m->idx_heads * 128, m->q_lora, fp8) + gemm_weight_bytes(128, h, fp8) +
-             gemm_weight_bytes(m->idx_heads, h, fp8) + 2.0 * 2 * 128;
+             gemm_weight_bytes(m->idx_heads, h, 0) + 2.0 * 2 * 128; /* weights_proj stays bf16 */
     return b;
 }
 
@@ -53,11 +53,12 @@ double dsa_plan_layer_weight_bytes(const dsa_model *m, int layer, int full, int 
 
 double dsa_plan_global_weight_bytes(const dsa_model *m, int fp8)
 {
-    return 2.0 * m->vocab * m->hidden + gemm_weight_bytes(m->vocab, m->hidden, fp8) + 2.0 * m->hidden;
+    (void)fp8; /* embed and lm_head stay bf16 under --weight-dtype fp8, as DeepSeek ships them */
+    return 2.0 * m->vocab * m->hidden + gemm_weight_bytes(m->vocab, m->hidden, 0) + 2.0 * m->hidden; /* lm_head bf16 */
 }
 
 dsa_workspace_sizes dsa_plan_workspace(const dsa_model *m, int phase, int64_t context, int batch,
-                                       int chunk)
+                                       int chunk, int fused_indexer)
 {
     dsa_workspace_sizes w;
     double T = phase == DSA_PREFILL ? (double)(chunk < context ? chunk : context) : batch;
@@ -71,7 +72,9 @@ dsa_workspace_sizes dsa_plan_workspace(const dsa_model *m, int phase, int64_t co
                      + 2 * H * (m->nope + m->rope)    /* q */
                      + 2 * 576.0                      /* [c_kv | k_pe] */
                      + iH * 128 * (2 + 1) + 2 * 128 + iH * (2 + 4) /* indexer q bf16+fp8, k, w */
-                     + 4.0 * w.score_cols             /* indexer scores */
+                     /* indexer scores; the fused indexer's candidate lists instead hold up to every
+                      * key as (score, index): 8 B, in the ops' scratch (kernels/idx_fused.cu) */
+                     + (fused_indexer ? 8.0 : 4.0) * w.score_cols
                      + 4.0 * m->topk                  /* indices */
                      + H * (2 * 576.0 + 2 * 512 + 4 + 2.0 * m->v) /* query, out_lat, lse, o */
                      + 2 * (3 * ffn_inter)            /* gate|up and SwiGLU output */
@@ -128,9 +131,14 @@ static void layer_work(const dsa_model *m, const dsa_plan_opts *o, int layer, in
         add_gemm(&c[DSA_C_IDX_PROJ], T, iH, h, fp8);
         add(&c[DSA_C_IDX_PROJ], 0, T * (IDX_TOKEN + iH * (128 + 4)));
         double keys_read = phase == DSA_PREFILL ? (p0 + T) * IDX_TOKEN : T * (p0 + 1) * IDX_TOKEN;
-        add(&c[DSA_C_IDX_LOGITS], 2 * iH * 128 * keys_sum, keys_read + T * iH * (128 + 4) + score_bytes);
-        c[DSA_C_IDX_LOGITS].fp8 = 1;
-        add(&c[DSA_C_IDX_TOPK], 0, score_bytes + 4 * T * K);
+        if (o->fused_indexer) { /* no score matrix: survivors stay a small fraction of it */
+            add(&c[DSA_C_IDX_FUSED], 2 * iH * 128 * keys_sum, keys_read + T * iH * (128 + 4) + 4 * T * K);
+            c[DSA_C_IDX_FUSED].fp8 = 1;
+        } else {
+            add(&c[DSA_C_IDX_LOGITS], 2 * iH * 128 * keys_sum, keys_read + T * iH * (128 + 4) + score_bytes);
+            c[DSA_C_IDX_LOGITS].fp8 = 1;
+            add(&c[DSA_C_IDX_TOPK], 0, score_bytes + 4 * T * K);
+        }
     }
     add(&c[DSA_C_MLA_ABSORB], 2 * T * H * m->nope * 512, 2 * H * m->nope * 512 + 2 * T * H * (m->nope + 576));
     /* Cache rows read from memory: decode gathers its own topk rows per request; a prefill
@@ -190,7 +198,7 @@ int dsa_plan_point(const dsa_model *m, const dsa_plan_opts *o, const char *fs, i
     double slots = phase == DSA_PREFILL ? (double)context : (double)batch * (context + 1);
     p->mla_cache = o->layers * slots * (phase == DSA_PREFILL ? MLA_BF16_TOKEN + MLA_FP8_TOKEN : MLA_FP8_TOKEN);
     p->idx_cache = p->n_full * slots * IDX_TOKEN;
-    p->workspace = dsa_plan_workspace(m, phase, context, batch, chunk).bytes;
+    p->workspace = dsa_plan_workspace(m, phase, context, batch, chunk, o->fused_indexer).bytes;
     p->reserve = RESERVE_BYTES;
     p->total = p->weights + p->mla_cache + p->idx_cache + p->workspace + p->reserve;
 
@@ -204,14 +212,14 @@ int dsa_plan_point(const dsa_model *m, const dsa_plan_opts *o, const char *fs, i
             for (int l = 0; l < o->layers; l++) layer_work(m, o, l, fs[l] == 'F', phase, T, (double)p0, c);
             add(&c[DSA_C_FINAL_NORM], 4 * T * m->hidden, 4 * T * m->hidden);
         }
-        add_gemm(&c[DSA_C_LM_HEAD], 1, m->vocab, m->hidden, fp8);
+        add_gemm(&c[DSA_C_LM_HEAD], 1, m->vocab, m->hidden, 0);
     } else {
         p->n_chunks = 1;
         double T = batch;
         add(&c[DSA_C_EMBED], 0, 4 * T * m->hidden);
         for (int l = 0; l < o->layers; l++) layer_work(m, o, l, fs[l] == 'F', phase, T, (double)context, c);
         add(&c[DSA_C_FINAL_NORM], 4 * T * m->hidden, 4 * T * m->hidden);
-        add_gemm(&c[DSA_C_LM_HEAD], T, m->vocab, m->hidden, fp8);
+        add_gemm(&c[DSA_C_LM_HEAD], T, m->vocab, m->hidden, 0);
     }
     for (int i = 0; i < DSA_NCOMP; i++) {
         double peak = c[i].fp8 ? o->ceil.fp8_tflops : o->ceil.bf16_tflops;

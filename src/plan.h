@@ -20,6 +20,7 @@ typedef struct dsa_plan_opts {
     int layers;         /* layers run (<= model layers) */
     int shared_weights; /* one layer's weights for every layer */
     int weight_fp8;     /* FP8 weights with 128x128 block scales */
+    int fused_indexer;  /* idx_fused instead of idx_logits + idx_topk */
     dsa_ceilings ceil;
 } dsa_plan_opts;
 
@@ -52,7 +53,7 @@ typedef struct dsa_workspace_sizes {
     double bytes;         /* all activation buffers together */
 } dsa_workspace_sizes;
 dsa_workspace_sizes dsa_plan_workspace(const dsa_model *m, int phase, int64_t context, int batch,
-                                       int chunk);
+                                       int chunk, int fused_indexer);
 double dsa_plan_layer_weight_bytes(const dsa_model *m, int layer, int full, int weight_fp8);
 double dsa_plan_global_weight_bytes(const dsa_model *m, int weight_fp8);
 

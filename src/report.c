@@ -126,6 +126,51 @@ static void print_kernels(FILE *o, const dsa_report_row *rows, int n, int md)
     }
 }
 
+static int has_components(const dsa_point *p)
+{
+    return !is_kernel(p) && p->status == DSA_POINT_OK && p->n_comps > 0 && p->comps;
+}
+
+/* Per point: one row per component (time, share of the wall, records per repetition), then the
+ * coverage, the indexer share and the tracing counts. */
+static void print_components(FILE *o, const dsa_report_row *rows, int n, int md)
+{
+    int any = 0;
+    for (int i = 0; i < n; i++) any |= has_components(rows[i].pt);
+    if (!any) return;
+    const char *lead = md ? ">" : "#";
+    fprintf(o, "%s%s components per point. time_ms: median per repetition of the summed durations of the component's\n"
+               "%s   records (GPU: CUPTI kernels, memcpys and memsets of the traced repetitions; cpu: host timers);\n"
+               "%s   share%%: of the wall of the same repetitions; idle = wall - busy; coverage = busy / wall\n",
+            md ? "\n" : "", lead, lead, lead);
+    for (int i = 0; i < n; i++) {
+        const dsa_point *p = rows[i].pt;
+        if (!has_components(p)) continue;
+        fprintf(o, md ? "\n**%s %s context %lld batch %d config %s (%d/%d F)**: wall %.3f ms (%d reps)"
+                      : "# %s %s context %lld batch %d config %s (%d/%d F): wall %.3f ms (%d reps)",
+                rows[i].run->model.name, p->phase, (long long)p->context, p->batch, p->config, p->n_full, p->n_layers,
+                p->wall_median_ms, p->reps);
+        if (p->traced_reps > 0)
+            fprintf(o, ", traced %.3f ms (%d reps), trace overhead %+.2f%%", p->wall_traced_median_ms, p->traced_reps,
+                    p->trace_overhead_pct);
+        if (md) fprintf(o, "\n\n| component | time ms | share %% | kernels/rep |\n|---|--:|--:|--:|\n");
+        else fprintf(o, "\n#   %-12s %12s %8s %12s\n", "component", "time_ms", "share%", "kernels/rep");
+        for (int c = 0; c < p->n_comps; c++) {
+            const dsa_comp_stat *s = &p->comps[c];
+            const char *name = dsa_component_name(s->component);
+            if (md) fprintf(o, "| %s | %.4f | %.2f | %d |\n", name ? name : "?", s->median_ms, 100 * s->share, s->kernels);
+            else fprintf(o, "    %-12s %12.4f %8.2f %12d\n", name ? name : "?", s->median_ms, 100 * s->share, s->kernels);
+        }
+        fprintf(o, "%scoverage %.2f%% (components / wall), idle %.2f%%; indexer %.2f%% (%.3f ms); dropped records %lld; "
+                   "unattributed records %lld\n",
+                md ? "\n" : "#   ", 100 * p->coverage, 100 * (1 - p->coverage), 100 * p->indexer_share, p->indexer_ms,
+                (long long)p->dropped_records, (long long)p->unattributed);
+        if (p->nonfinite >= 0)
+            fprintf(o, "%sfinal hidden state: %lld NaN/Inf values%s\n", md ? "\n" : "#   ", (long long)p->nonfinite,
+                    p->nonfinite ? " (WARNING)" : "");
+    }
+}
+
 static void json_str(FILE *o, const char *s)
 {
     fputc('"', o);
@@ -143,6 +188,52 @@ static void json_num(FILE *o, double v)
     else fprintf(o, "%.6g", v);
 }
 
+/* The tracing figures and the component table of one point: json members (after the others),
+ * or csv columns (one <component>_ms column per component, empty where it did not run). */
+static void print_trace_fields(FILE *o, const dsa_point *p, int json)
+{
+    int ok = p->status == DSA_POINT_OK && !is_kernel(p), traced = ok && p->traced_reps > 0;
+    double v[] = {traced ? p->traced_reps : NAN, traced ? p->wall_traced_median_ms : NAN,
+                  traced ? p->trace_overhead_pct : NAN, has_components(p) ? 100 * p->coverage : NAN,
+                  ok ? p->indexer_ms : NAN, ok ? (double)p->dropped_records : NAN, ok ? (double)p->unattributed : NAN};
+    static const char *const names[] = {"traced_reps", "wall_traced_ms", "trace_overhead_pct", "coverage_pct",
+                                        "indexer_ms", "dropped_records", "unattributed_records"};
+    for (int c = 0; c < (int)(sizeof v / sizeof v[0]); c++) {
+        if (json) {
+            fprintf(o, ", \"%s\": ", names[c]);
+            json_num(o, v[c]);
+        } else {
+            if (!isnan(v[c])) fprintf(o, "%.6g", v[c]);
+            if (c + 1 < (int)(sizeof v / sizeof v[0])) fputc(',', o);
+        }
+    }
+    if (json) {
+        fputs(", \"components\": [", o);
+        for (int c = 0; has_components(p) && c < p->n_comps; c++) {
+            const dsa_comp_stat *s = &p->comps[c];
+            const char *name = dsa_component_name(s->component);
+            fprintf(o, "%s{\"component\": ", c ? ", " : "");
+            json_str(o, name ? name : "?");
+            fputs(", \"time_ms\": ", o);
+            json_num(o, s->median_ms);
+            fputs(", \"min_ms\": ", o);
+            json_num(o, s->min_ms);
+            fputs(", \"stdev_ms\": ", o);
+            json_num(o, s->stdev_ms);
+            fputs(", \"share_pct\": ", o);
+            json_num(o, 100 * s->share);
+            fprintf(o, ", \"kernels_per_rep\": %d}", s->kernels);
+        }
+        fputc(']', o);
+        return;
+    }
+    for (int c = 0; c < DSA_NCOMP; c++) {
+        fputc(',', o);
+        for (int k = 0; has_components(p) && k < p->n_comps; k++)
+            if (p->comps[k].component == c) fprintf(o, "%.6g", p->comps[k].median_ms);
+    }
+}
+
 static void print_records(FILE *o, const dsa_report_row *rows, int n, int json)
 {
     static const char *const cols[] = {"model", "phase", "context", "batch", "chunk", "config", "n_full", "n_layers",
@@ -150,8 +241,14 @@ static void print_records(FILE *o, const dsa_report_row *rows, int n, int json)
                                        "amdahl_pct", "indexer_share_pct", "status", "reason"};
     int nc = (int)(sizeof cols / sizeof cols[0]);
     if (json) fputs("[\n", o);
-    else
-        for (int c = 0; c < nc; c++) fprintf(o, "%s%s", cols[c], c + 1 < nc ? "," : "\n");
+    else {
+        for (int c = 0; c < nc; c++) fprintf(o, "%s,", cols[c]);
+        fputs("traced_reps,wall_traced_ms,trace_overhead_pct,coverage_pct,indexer_ms,dropped_records,"
+              "unattributed_records",
+              o);
+        for (int c = 0; c < DSA_NCOMP; c++) fprintf(o, ",%s_ms", dsa_component_name(c));
+        fputc('\n', o);
+    }
     for (int i = 0; i < n; i++) {
         const dsa_report_row *r = &rows[i];
         const dsa_point *p = r->pt;
@@ -172,10 +269,12 @@ static void print_records(FILE *o, const dsa_report_row *rows, int n, int json)
                     if (strpbrk(s[c], ",\"")) fprintf(o, "\"%s\"", s[c]);
                     else fputs(s[c], o);
                 } else if (!isnan(v[c])) fprintf(o, "%.6g", v[c]);
-                fputc(c + 1 < nc ? ',' : '\n', o);
+                fputc(',', o);
             }
         }
+        print_trace_fields(o, p, json);
         if (json) fprintf(o, "}%s\n", i + 1 < n ? "," : "");
+        else fputc('\n', o);
     }
     if (json) fputs("]\n", o);
 }
@@ -188,15 +287,17 @@ int dsa_report_print(FILE *o, const dsa_run *runs, int n_runs, int format)
     if (format == DSA_FMT_TEXT || format == DSA_FMT_MD) {
         for (int r = 0; r < n_runs; r++) {
             const dsa_run *u = &runs[r];
-            fprintf(o, "%s %s: %s, %d of %d layers, %s weights; device %s (%s); %s, git %s\n",
+            fprintf(o, "%s %s: %s, %d of %d layers, %s %s weights, %s indexer; device %s (%s); %s, git %s\n",
                     format == DSA_FMT_MD ? ">" : "#", u->utc, u->model.name, u->layers_run, u->model.n_layers,
-                    u->shared_weights ? "shared" : "per-layer", u->dev.name, u->dev.kind, u->schema, u->git_sha);
+                    u->shared_weights ? "shared" : "per-layer", u->weight_fp8 ? "fp8" : "bf16",
+                    u->fused_indexer ? "fused" : "split", u->dev.name, u->dev.kind, u->schema, u->git_sha);
         }
         fprintf(o, "%s speedup%%: full-indexer time / this time; amdahl%%: 1/((1-s)+s*F/layers) from the full "
                    "point's indexer share s\n",
                 format == DSA_FMT_MD ? ">" : "#");
         print_text(o, rows, n, format == DSA_FMT_MD);
         print_kernels(o, rows, n, format == DSA_FMT_MD);
+        print_components(o, rows, n, format == DSA_FMT_MD);
     } else
         print_records(o, rows, n, format == DSA_FMT_JSON);
     free(rows);

@@ -1,7 +1,12 @@
 /* src/report.h — the paper-style table of `dsa-bench report` (DESIGN.md §5): per point the
  * time, throughput, speedup over the full-indexer point of the same phase/context/batch, the
  * indexer share, and the Amdahl prediction from the full point's share:
- *   predicted = 1 / ((1 - s) + s * F / layers). */
+ *   predicted = 1 / ((1 - s) + s * F / layers).
+ * Then, per point that has one, its component table (time, share of the wall, records per
+ * repetition, idle), the coverage (components / wall), the indexer share, the trace overhead
+ * (GPU: the traced repetitions' wall against the untraced) and the dropped and unattributed
+ * record counts. json carries the same per point (a "components" array); csv one column per
+ * component (<name>_ms). */
 #ifndef DSA_REPORT_H
 #define DSA_REPORT_H
 

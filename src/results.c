@@ -9,6 +9,7 @@ void dsa_run_free(dsa_run *r)
     if (!r) return;
     for (int i = 0; i < r->n_points; i++) {
         free(r->points[i].samples);
+        free(r->points[i].samples_traced);
         free(r->points[i].comps);
         free(r->points[i].kernels);
     }

@@ -12,13 +12,14 @@
 
 #define DSA_SCHEMA "dsa-bench/1"
 
-/* One timed kernel (GPU: a CUPTI record; CPU: one reference call, host clock). */
+/* One timed kernel (GPU: a CUPTI kernel, memcpy or memset record, named as CUPTI names it,
+ * demangled, cut to 95 characters; CPU: one bracket of reference calls, host clock). */
 typedef struct dsa_kernel_rec {
     int32_t rep;       /* repetition, 0-based; warm-ups are not stored */
     int32_t layer;     /* -1 outside the layers (embed, final_norm, lm_head) */
     int32_t component; /* enum dsa_component */
     char name[96];
-    int64_t start_ns, end_ns; /* relative to the start of the point */
+    int64_t start_ns, end_ns; /* relative to the start of the point (GPU: of its traced reps) */
     uint64_t graph_node;      /* 0 outside a CUDA graph */
     int32_t grid[3], block[3];
 } dsa_kernel_rec;
@@ -28,7 +29,7 @@ typedef struct dsa_comp_stat {
     int32_t component;
     double median_ms, min_ms, stdev_ms;
     double share;    /* median_ms / wall median */
-    int32_t kernels; /* kernel launches per repetition */
+    int32_t kernels; /* records (kernels, memcpys, memsets) per repetition */
 } dsa_comp_stat;
 
 enum dsa_point_status { DSA_POINT_OK = 0, DSA_POINT_SKIPPED = 1, DSA_POINT_FAILED = 2 };
@@ -53,6 +54,21 @@ typedef struct dsa_point {
     int n_comps;
     dsa_kernel_rec *kernels;
     size_t n_kernels;
+    /* Tracing. On the GPU a point runs twice: `reps` untraced repetitions give the wall above
+     * (and tok_s); then, with CUPTI on, `traced_reps` more (same stopping rule) give the component
+     * table, the kernel records, indexer_ms/_share and coverage, all relative to the traced wall.
+     * trace_overhead_pct = 100 * (wall_traced_median_ms / wall_median_ms - 1). The C reference is
+     * timed once, with host timers: traced_reps = 0, and the table comes from the `reps`
+     * repetitions. In files written before these fields, traced_reps reads 0. */
+    int32_t traced_reps;
+    double wall_traced_median_ms; /* NaN when not traced */
+    double trace_overhead_pct;    /* NaN when not traced */
+    double coverage;              /* sum of components / wall: median over the table's reps of busy/wall */
+    int64_t records_total;        /* kernel records of all repetitions; `kernels` keeps the first rep's, capped */
+    int64_t nonfinite;            /* NaN/Inf values in the final hidden state after the last rep (-1: not checked) */
+    int64_t dropped_records;      /* CUPTI records lost (must be 0) */
+    int64_t unattributed;         /* records no component claimed (expected 0); their time is idle */
+    double *samples_traced;       /* wall ms per traced repetition, traced_reps of them */
 } dsa_point;
 
 typedef struct dsa_device_info {
@@ -75,6 +91,8 @@ typedef struct dsa_run {
     dsa_model model;
     int32_t layers_run;   /* --layers (= model.n_layers when not given) */
     int32_t shared_weights; /* --weights shared */
+    int32_t weight_fp8;     /* --weight-dtype fp8 */
+    int32_t fused_indexer;  /* --indexer fused: idx_fused instead of idx_logits + idx_topk */
     dsa_point *points;
     int n_points;
 } dsa_run;

@@ -36,6 +36,7 @@ void dsa_sweep_defaults(dsa_sweep_opts *o)
     o->max_time_s = 0; /* auto: 30 s on the GPU, 2 s for the C reference */
     o->target_rsd = 0.01;
     o->seed = 1;
+    o->max_records = 20000; /* ~1 MB per point in the file: a 200K prefill launches ~400K kernels a rep */
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -81,90 +82,148 @@ typedef struct point_spec {
     char fs[DSA_MAX_LAYERS + 1];
 } point_spec;
 
-/* Per-component statistics from the kernel records of `reps` repetitions. */
-static int summarise(dsa_point *pt, const dsa_prof *prof, dsa_err *e)
+int dsa_point_summarise(dsa_point *pt, const dsa_kernel_rec *recs, size_t n, const double *wall_ms, int reps,
+                        dsa_err *e)
 {
-    int R = pt->reps;
-    double *sum = calloc((size_t)DSA_NCOMP * R, sizeof *sum);
-    int *count = calloc(DSA_NCOMP, sizeof *count);
+    int R = reps > 0 ? reps : 1;
+    double *sum = calloc((size_t)DSA_NCOMP * R, sizeof *sum), *cover = calloc((size_t)R, sizeof *cover);
+    int64_t *count = calloc(DSA_NCOMP, sizeof *count);
+    free(pt->comps);
+    free(pt->kernels);
     pt->comps = calloc(DSA_NCOMP, sizeof *pt->comps);
-    pt->kernels = malloc((prof->n ? prof->n : 1) * sizeof *pt->kernels);
-    if (!sum || !count || !pt->comps || !pt->kernels) {
+    pt->kernels = malloc((n ? n : 1) * sizeof *pt->kernels);
+    pt->n_comps = 0;
+    pt->n_kernels = 0;
+    if (!sum || !cover || !count || !pt->comps || !pt->kernels) {
         free(sum);
+        free(cover);
         free(count);
         return dsa_fail(e, DSA_EXIT_RUNTIME, "out of host memory");
     }
-    memcpy(pt->kernels, prof->recs, prof->n * sizeof *pt->kernels);
-    pt->n_kernels = prof->n;
-    for (size_t i = 0; i < prof->n; i++) {
-        const dsa_kernel_rec *k = &prof->recs[i];
+    if (n) memcpy(pt->kernels, recs, n * sizeof *pt->kernels);
+    pt->n_kernels = n;
+    for (size_t i = 0; i < n; i++) {
+        const dsa_kernel_rec *k = &recs[i];
+        if (k->rep < 0 || k->rep >= reps || k->component < 0 || k->component >= DSA_NCOMP) continue;
         sum[k->component * R + k->rep] += (k->end_ns - k->start_ns) * 1e-6;
         count[k->component]++;
     }
     /* idle = wall - busy, so the components add up to the wall time */
-    for (int r = 0; r < R; r++) {
+    for (int r = 0; r < reps; r++) {
         double busy = 0;
         for (int c = 0; c < DSA_NCOMP; c++)
             if (c != DSA_C_IDLE) busy += sum[c * R + r];
-        sum[DSA_C_IDLE * R + r] = pt->samples[r] > busy ? pt->samples[r] - busy : 0;
+        sum[DSA_C_IDLE * R + r] = wall_ms[r] > busy ? wall_ms[r] - busy : 0;
+        cover[r] = wall_ms[r] > 0 ? busy / wall_ms[r] : 0;
     }
-    count[DSA_C_IDLE] = R; /* one idle entry per repetition, no kernel */
+    double wall = reps > 0 ? dsa_median(wall_ms, reps) : 0;
+    if (reps > 0) count[DSA_C_IDLE] = reps; /* one idle entry per repetition, no kernel */
     pt->indexer_ms = 0;
     for (int c = 0; c < DSA_NCOMP; c++) {
         if (!count[c]) continue;
         dsa_comp_stat *s = &pt->comps[pt->n_comps++];
         s->component = c;
-        s->median_ms = dsa_median(&sum[c * R], R);
-        s->min_ms = dsa_min(&sum[c * R], R);
-        s->stdev_ms = dsa_stdev(&sum[c * R], R);
-        s->share = pt->wall_median_ms > 0 ? s->median_ms / pt->wall_median_ms : 0;
-        s->kernels = c == DSA_C_IDLE ? 0 : count[c] / R;
+        s->median_ms = dsa_median(&sum[c * R], reps);
+        s->min_ms = dsa_min(&sum[c * R], reps);
+        s->stdev_ms = dsa_stdev(&sum[c * R], reps);
+        s->share = wall > 0 ? s->median_ms / wall : 0;
+        s->kernels = c == DSA_C_IDLE ? 0 : (int32_t)(count[c] / reps);
         if (dsa_component_is_indexer(c)) pt->indexer_ms += s->median_ms;
     }
-    pt->indexer_share = pt->wall_median_ms > 0 ? pt->indexer_ms / pt->wall_median_ms : 0;
+    pt->indexer_share = wall > 0 ? pt->indexer_ms / wall : 0;
+    pt->coverage = reps > 0 ? dsa_median(cover, reps) : 0;
     free(sum);
+    free(cover);
     free(count);
     return 0;
+}
+
+/* Repetitions of one phase: at least o->reps, until the relative stdev is at most
+ * o->target_rsd or the time cap has passed, at most `cap`. Wall per repetition from device
+ * events on the GPU, the host clock for the reference. */
+static int timed_reps(const dsa_sweep_opts *o, const dsa_ops *ops, dsa_fwd *f, dsa_prof *prof, double *samples,
+                      int cap, int *n_out, dsa_err *e)
+{
+    int gpu = ops->event_record != NULL, n = 0, rc = 0;
+    double cap_s = o->max_time_s > 0 ? o->max_time_s : o->device_cpu ? 2.0 : 30.0;
+    int64_t t_start = dsa_now_ns();
+    while (n < cap) {
+        dsa_prof_rep_begin(prof, n);
+        int64_t t0 = dsa_now_ns();
+        if (gpu && ops->event_record(ops->ctx, 0)) { rc = dsa_fail(e, DSA_EXIT_RUNTIME, "%s", ops->last_error(ops->ctx)); break; }
+        if ((rc = dsa_fwd_step(f, prof, e))) break;
+        double ms = (dsa_now_ns() - t0) * 1e-6;
+        if (gpu && (ops->event_record(ops->ctx, 1) || ops->event_elapsed_ms(ops->ctx, 0, 1, &ms))) {
+            rc = dsa_fail(e, DSA_EXIT_RUNTIME, "%s", ops->last_error(ops->ctx));
+            break;
+        }
+        samples[n++] = ms;
+        if (n < o->reps) continue;
+        double med = dsa_median(samples, n);
+        if (dsa_stdev(samples, n) <= o->target_rsd * med) break;
+        if ((dsa_now_ns() - t_start) * 1e-9 >= cap_s) break;
+    }
+    dsa_prof_rep_begin(prof, -1); /* ends the last repetition's window */
+    *n_out = n;
+    return rc;
+}
+
+/* The GPU's second pass: the same repetitions with CUPTI collecting, after a warm-up of its own
+ * (the first traced launch pays CUPTI's set-up). Tracing always stops, even after a failure. */
+static int traced_reps(const dsa_sweep_opts *o, const dsa_ops *ops, dsa_fwd *f, dsa_prof *prof, dsa_point *pt,
+                       int cap, dsa_err *e)
+{
+    int n = 0, rc = dsa_prof_trace_start(prof, e);
+    if (rc) return rc;
+    dsa_prof_rep_begin(prof, -1);
+    for (int w = 0; !rc && w < o->warmup; w++) rc = dsa_fwd_step(f, prof, e);
+    if (!rc) rc = timed_reps(o, ops, f, prof, pt->samples_traced, cap, &n, e);
+    dsa_err se = {{0}};
+    int src = dsa_prof_trace_stop(prof, &se);
+    if (!rc && src) rc = dsa_fail(e, src, "%s", se.msg);
+    pt->traced_reps = n;
+    return rc;
 }
 
 static int run_point(const dsa_sweep_opts *o, const dsa_ops *ops, const point_spec *ps, int layers,
                      dsa_point *pt, dsa_err *e)
 {
     dsa_fwd_opts fo = {.layers = layers, .shared_weights = o->shared_weights, .weight_fp8 = o->weight_fp8,
-                       .seed = o->seed, .use_graph = !o->no_graph};
+                       .seed = o->seed, .use_graph = !o->no_graph, .fused_indexer = o->fused_indexer};
     dsa_fwd *f;
     int rc = dsa_fwd_create(&o->model, ops, &fo, ps->fs, ps->phase, ps->context, ps->batch, o->chunk, &f, e);
     if (rc) return rc;
     dsa_prof prof;
     dsa_prof_init(&prof);
-    int cap = o->reps * MAX_REPS_FACTOR;
-    pt->samples = malloc((size_t)cap * sizeof *pt->samples);
-    if (!pt->samples) rc = dsa_fail(e, DSA_EXIT_RUNTIME, "out of host memory");
-    /* Host timers time the synchronous reference's components; on the GPU launches are
-     * asynchronous, so component times wait for the CUPTI profiler and the wall time comes
-     * from device events. */
+    /* The reference is synchronous: host timers time its components in the same repetitions as
+     * the wall. On the GPU the untraced repetitions give the wall, and as many again with CUPTI
+     * on give the components (and the tracing overhead, from the two walls). CUPTI attaches
+     * before the warm-up, where the decode graph is captured, to map its nodes. */
     int gpu = ops->event_record != NULL;
-    dsa_prof *pp = gpu ? NULL : &prof;
-    prof.rep = -1;
-    for (int w = 0; !rc && w < o->warmup; w++) rc = dsa_fwd_step(f, pp, e);
-    int64_t t_start = dsa_now_ns();
-    int n = 0;
-    while (!rc && n < cap) {
-        prof.rep = n;
-        int64_t t0 = dsa_now_ns();
-        if (gpu && ops->event_record(ops->ctx, 0)) { rc = dsa_fail(e, DSA_EXIT_RUNTIME, "%s", ops->last_error(ops->ctx)); break; }
-        if ((rc = dsa_fwd_step(f, pp, e))) break;
-        double ms = (dsa_now_ns() - t0) * 1e-6;
-        if (gpu && (ops->event_record(ops->ctx, 1) || ops->event_elapsed_ms(ops->ctx, 0, 1, &ms))) {
-            rc = dsa_fail(e, DSA_EXIT_RUNTIME, "%s", ops->last_error(ops->ctx));
-            break;
+    int cap = o->reps * MAX_REPS_FACTOR, n = 0;
+    prof.host_timers = !gpu;
+    pt->samples = malloc((size_t)cap * sizeof *pt->samples);
+    if (gpu) pt->samples_traced = malloc((size_t)cap * sizeof *pt->samples_traced);
+    if (!pt->samples || (gpu && !pt->samples_traced)) rc = dsa_fail(e, DSA_EXIT_RUNTIME, "out of host memory");
+    int traced = gpu && o->trace != DSA_TRACE_OFF;
+    if (!rc && traced) {
+        dsa_err ae = {{0}};
+        int arc = dsa_prof_cupti_attach(&prof, &ae);
+        if (arc && prof.cupti_held) { /* profiling dsa-bench itself: time the wall, say what is missing */
+            fprintf(stderr, "(%s; no component times) ", ae.msg);
+            traced = 0;
+        } else if (arc) {
+            rc = dsa_fail(e, arc, "%s", ae.msg);
         }
-        pt->samples[n++] = ms;
-        if (n < o->reps) continue;
-        double med = dsa_median(pt->samples, n);
-        if (dsa_stdev(pt->samples, n) <= o->target_rsd * med) break;
-        double cap_s = o->max_time_s > 0 ? o->max_time_s : o->device_cpu ? 2.0 : 30.0;
-        if ((dsa_now_ns() - t_start) * 1e-9 >= cap_s) break;
+    }
+    dsa_prof_rep_begin(&prof, -1);
+    int one_pass = traced && o->trace == DSA_TRACE_ON; /* traced_reps does the warm-up */
+    for (int w = 0; !rc && !one_pass && w < o->warmup; w++) rc = dsa_fwd_step(f, &prof, e);
+    if (!rc && !one_pass) rc = timed_reps(o, ops, f, &prof, pt->samples, cap, &n, e);
+    if (!rc && traced) rc = traced_reps(o, ops, f, &prof, pt, cap, e);
+    if (!rc && one_pass) { /* the traced pass is the only one: its wall is the wall */
+        n = pt->traced_reps;
+        memcpy(pt->samples, pt->samples_traced, (size_t)n * sizeof *pt->samples);
     }
     if (!rc && prof.oom) rc = dsa_fail(e, DSA_EXIT_RUNTIME, "out of host memory for kernel records");
     if (!rc) {
@@ -174,9 +233,34 @@ static int run_point(const dsa_sweep_opts *o, const dsa_ops *ops, const point_sp
         pt->wall_stdev_ms = dsa_stdev(pt->samples, n);
         double s = pt->wall_median_ms * 1e-3;
         pt->tok_s = ps->phase == DSA_PREFILL ? ps->context / s : ps->batch / s;
-        rc = summarise(pt, &prof, e);
-        if (gpu) pt->indexer_ms = pt->indexer_share = NAN; /* not measured without CUPTI */
+        pt->wall_traced_median_ms = pt->trace_overhead_pct = NAN;
+        if (traced) {
+            pt->wall_traced_median_ms = dsa_median(pt->samples_traced, pt->traced_reps);
+            if (o->trace == DSA_TRACE_BOTH)
+                pt->trace_overhead_pct = 100.0 * (pt->wall_traced_median_ms / pt->wall_median_ms - 1.0);
+            pt->dropped_records = prof.dropped;
+            pt->unattributed = prof.unattributed;
+        }
+        if (traced || !gpu)
+            rc = dsa_point_summarise(pt, prof.recs, prof.n, gpu ? pt->samples_traced : pt->samples,
+                                     gpu ? pt->traced_reps : n, e);
+        else
+            pt->indexer_ms = pt->indexer_share = pt->coverage = NAN; /* not measured */
+        /* The file keeps the raw records of the first repetition, at most max_records of them in
+         * launch order (the component table above used every record of every repetition). */
+        pt->records_total = (int64_t)pt->n_kernels;
+        if (!rc) {
+            size_t keep = 0;
+            for (size_t i = 0; i < pt->n_kernels; i++)
+                if (pt->kernels[i].rep == 0 && (o->max_records < 0 || (int64_t)keep < o->max_records))
+                    pt->kernels[keep++] = pt->kernels[i];
+            pt->n_kernels = keep;
+        }
     }
+    /* the numbers must mean something: count NaN/Inf in the last repetition's final hidden state */
+    pt->nonfinite = -1;
+    if (!rc && (rc = dsa_fwd_count_nonfinite(f, &pt->nonfinite, e)) == 0 && pt->nonfinite > 0)
+        fprintf(stderr, "warning: %lld NaN/Inf values in the final hidden state\n", (long long)pt->nonfinite);
     dsa_prof_free(&prof);
     dsa_fwd_destroy(f);
     return rc;
@@ -204,7 +288,6 @@ int dsa_sweep_run(const dsa_sweep_opts *o, dsa_run *run, dsa_err *e)
     if (o->reps < 3) return dsa_fail(e, DSA_EXIT_USAGE, "-r %d: at least 3 repetitions", o->reps);
     if (o->warmup < 1) return dsa_fail(e, DSA_EXIT_USAGE, "--warmup %d: at least 1", o->warmup);
     if (o->chunk < 1) return dsa_fail(e, DSA_EXIT_USAGE, "--chunk must be >= 1");
-    if (o->weight_fp8) return dsa_fail(e, DSA_EXIT_USAGE, "--weight-dtype fp8 is not implemented yet");
 
     /* the points: phase x context x batch x config; prefill runs one request */
     int max_points = o->n_phases * o->n_contexts * (o->n_batches ? o->n_batches : 1) * o->n_configs;
@@ -212,6 +295,7 @@ int dsa_sweep_run(const dsa_sweep_opts *o, dsa_run *run, dsa_err *e)
     if (!pts) return dsa_fail(e, DSA_EXIT_RUNTIME, "out of host memory");
     int np = 0;
     dsa_plan_opts po = {.layers = layers, .shared_weights = o->shared_weights, .weight_fp8 = o->weight_fp8,
+                        .fused_indexer = o->fused_indexer,
                         .ceil = dsa_ceilings_default()};
     for (int ph = 0; ph < o->n_phases; ph++)
         for (int c = 0; c < o->n_contexts; c++) {
@@ -260,6 +344,8 @@ int dsa_sweep_run(const dsa_sweep_opts *o, dsa_run *run, dsa_err *e)
     run->model = o->model;
     run->layers_run = layers;
     run->shared_weights = o->shared_weights;
+    run->weight_fp8 = o->weight_fp8;
+    run->fused_indexer = o->fused_indexer;
     double mem = o->mem_gib > 0 ? o->mem_gib * GIB : free_bytes;
 
     int64_t t0 = dsa_now_ns();
@@ -293,8 +379,12 @@ int dsa_sweep_run(const dsa_sweep_opts *o, dsa_run *run, dsa_err *e)
                 rc = dsa_fail(e, prc, "%s context %lld: %s", pt->phase, (long long)pt->context, pe.msg);
             } else {
                 double el = (dsa_now_ns() - t0) * 1e-9;
-                fprintf(stderr, "%.3f ms median of %d reps; elapsed %.1f s, estimate %.1f s left\n", pt->wall_median_ms,
-                        pt->reps, el, el / (i + 1) * (np - i - 1));
+                fprintf(stderr, "%.3f ms median of %d reps", pt->wall_median_ms, pt->reps);
+                if (pt->traced_reps > 0)
+                    fprintf(stderr, " (traced: %d reps, overhead %+.2f%%, coverage %.1f%%, %lld dropped, %lld unattributed)",
+                            pt->traced_reps, pt->trace_overhead_pct, 100 * pt->coverage, (long long)pt->dropped_records,
+                            (long long)pt->unattributed);
+                fprintf(stderr, "; elapsed %.1f s, estimate %.1f s left\n", el, el / (i + 1) * (np - i - 1));
             }
         }
         /* rewrite the report after every point: an interrupted sweep keeps what it measured */

@@ -11,13 +11,20 @@
 #include "model.h"
 #include "results.h"
 
+enum { DSA_TRACE_BOTH = 0, DSA_TRACE_ON = 1, DSA_TRACE_OFF = 2 };
+
 typedef struct dsa_sweep_opts {
     dsa_model model;
     int layers;         /* 0 = all of the model's */
     int shared_weights;
     int weight_fp8;
+    int fused_indexer;  /* --indexer fused: idx_fused (no score matrix) instead of idx_logits + topk */
     int device_cpu;     /* --device cpu: the C reference and host timers */
     int no_graph;       /* --graph off: decode steps run eagerly instead of replaying a graph */
+    int trace;          /* GPU: DSA_TRACE_BOTH (untraced wall, then traced reps for the components and
+                         * the overhead), DSA_TRACE_ON (one traced pass: half the time, no overhead
+                         * figure) or DSA_TRACE_OFF (wall only) */
+    int64_t max_records; /* raw kernel records stored per point (first traced repetition); -1: all */
     int64_t contexts[DSA_MAX_LIST];
     int n_contexts;
     const char *configs[DSA_MAX_LIST];
@@ -45,6 +52,16 @@ int dsa_sweep_run(const dsa_sweep_opts *o, dsa_run *run, dsa_err *e);
 
 /* Schema, tool version, git sha, UTC time and the command line of a new report. */
 void dsa_run_stamp(dsa_run *run, const char *argv);
+
+/* A point's component table from its kernel records (any backend): per component and
+ * repetition the sum of its records' end - start; idle = wall - busy per repetition (clamped at
+ * 0), so the components add up to the wall; then median, min and stdev over the `reps`
+ * repetitions, share = median / median wall, kernels = records per repetition (an integer
+ * division). Sets comps, kernels (a copy of recs), indexer_ms and _share, and coverage = the
+ * median over repetitions of busy / wall. wall_ms: the wall of those same repetitions (on the
+ * GPU the traced ones). Records of another repetition or component are copied but not summed. */
+int dsa_point_summarise(dsa_point *pt, const dsa_kernel_rec *recs, size_t n, const double *wall_ms, int reps,
+                        dsa_err *e);
 
 /* Summary statistics of n samples (n >= 1). */
 double dsa_median(const double *x, int n);

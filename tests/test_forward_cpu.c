@@ -15,7 +15,7 @@ typedef struct seen {
     int src[MAXL], rows, topk;
 } seen;
 
-static void on_indices(void *user, int layer, int src, const int32_t *idx, int rows, int topk)
+static void on_indices(void *user, int layer, int src, int32_t *idx, int rows, int topk)
 {
     seen *s = user;
     free(s->idx[layer]);
@@ -26,10 +26,10 @@ static void on_indices(void *user, int layer, int src, const int32_t *idx, int r
     s->topk = topk;
 }
 
-static int run(const dsa_ops *ops, const dsa_model *m, const char *fs, int phase, int ctx, int batch, int chunk,
-               seen *s, bf16_t **hidden, int *rows)
+static int run_as(const dsa_ops *ops, const dsa_model *m, const char *fs, int phase, int ctx, int batch, int chunk,
+                  int fp8, seen *s, bf16_t **hidden, int *rows)
 {
-    dsa_fwd_opts o = {.layers = m->n_layers, .seed = 7, .on_indices = s ? on_indices : NULL, .user = s};
+    dsa_fwd_opts o = {.layers = m->n_layers, .seed = 7, .weight_fp8 = fp8, .on_indices = s ? on_indices : NULL, .user = s};
     dsa_fwd *f;
     dsa_err e = {{0}};
     int rc = dsa_fwd_create(m, ops, &o, fs, phase, ctx, batch, chunk, &f, &e);
@@ -42,6 +42,12 @@ static int run(const dsa_ops *ops, const dsa_model *m, const char *fs, int phase
     if (rc) fprintf(stderr, "forward failed: %s\n", e.msg);
     dsa_fwd_destroy(f);
     return rc;
+}
+
+static int run(const dsa_ops *ops, const dsa_model *m, const char *fs, int phase, int ctx, int batch, int chunk,
+               seen *s, bf16_t **hidden, int *rows)
+{
+    return run_as(ops, m, fs, phase, ctx, batch, chunk, 0, s, hidden, rows);
 }
 
 static int all_finite(const bf16_t *h, size_t n)
@@ -101,6 +107,20 @@ int main(void)
     CHECK_INT(dsa_schedule_resolve("full", &m, m.n_layers, full, &e), 0);
     CHECK_INT(run(&ops, &m, full, DSA_PREFILL, 200, 1, 8192, NULL, &hfull, &rfull), 0);
     if (hfull && h200) CHECK(memcmp(hfull, h200, (size_t)200 * m.hidden * 2) != 0);
+
+    /* FP8 weights (128x128 block scales): a finite forward with other weights (the GPU test
+     * compares it with the CUDA kernels) */
+    bf16_t *h8 = NULL, *hd8 = NULL;
+    int r8 = 0, rd8 = 0;
+    CHECK_INT(run_as(&ops, &m, fs, DSA_PREFILL, 200, 1, 8192, 1, NULL, &h8, &r8), 0);
+    CHECK_INT(r8, 200);
+    if (h8 && h200) {
+        CHECK(all_finite(h8, (size_t)200 * m.hidden));
+        CHECK(memcmp(h8, h200, (size_t)200 * m.hidden * 2) != 0);
+    }
+    CHECK_INT(run_as(&ops, &m, fs, DSA_DECODE, 300, 2, 8192, 1, NULL, &hd8, &rd8), 0);
+    CHECK(hd8 && rd8 == 2 && all_finite(hd8, (size_t)2 * m.hidden));
+    free(h8), free(hd8);
 
     /* decode: request 1 of a batch of 2 equals ... itself, and differs from request 0 */
     bf16_t *hd = NULL;

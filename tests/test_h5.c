@@ -95,6 +95,15 @@ static int build_run(dsa_run *r, const dsa_model *m)
     };
     p->kernels = copy_of(k0, sizeof k0);
     p->n_kernels = 4;
+    /* traced as on the GPU: the component table came from 4 more repetitions with CUPTI on */
+    p->traced_reps = 4;
+    p->wall_traced_median_ms = 1.5625;
+    p->trace_overhead_pct = 4.1666666666666667;
+    p->coverage = 0.9166015625;
+    p->dropped_records = 0;
+    p->unattributed = 3;
+    static const double t0[] = {1.5625, 1.5, 1.625, 1.5625};
+    p->samples_traced = copy_of(t0, sizeof t0);
 
     p = dsa_run_add_point(r);
     if (!p) return -1;
@@ -125,13 +134,16 @@ static int build_run(dsa_run *r, const dsa_model *m)
     p->wall_stdev_ms = 0;
     p->tok_s = 32 / 0.0625e-3;
     p->status = DSA_POINT_OK;
+    p->wall_traced_median_ms = p->trace_overhead_pct = NAN; /* not traced (the C reference) */
+    p->coverage = 0.25;
+    p->dropped_records = (int64_t)1 << 40; /* a count beyond 32 bits survives */
     static const double s2[] = {0.0625, 0.0625};
     p->samples = copy_of(s2, sizeof s2);
     static const dsa_comp_stat c2[] = {{DSA_C_IDLE, 0.0625, 0.0625, 0, 1.0, 0}};
     p->comps = copy_of(c2, sizeof c2);
     p->n_comps = 1;
     return r->points[0].samples && r->points[0].comps && r->points[0].kernels &&
-                   r->points[2].samples && r->points[2].comps
+                   r->points[0].samples_traced && r->points[2].samples && r->points[2].comps
                ? 0
                : -1;
 }
@@ -202,6 +214,17 @@ static void check_run(const dsa_run *a, const dsa_run *b)
         CHECK_NEAR(p->bytes, q->bytes, 0);
         CHECK_INT(p->status, q->status);
         CHECK_STR(p->reason, q->reason);
+        CHECK_INT(p->traced_reps, q->traced_reps);
+        CHECK(p->wall_traced_median_ms == q->wall_traced_median_ms ||
+              (isnan(p->wall_traced_median_ms) && isnan(q->wall_traced_median_ms)));
+        CHECK(p->trace_overhead_pct == q->trace_overhead_pct ||
+              (isnan(p->trace_overhead_pct) && isnan(q->trace_overhead_pct)));
+        CHECK_NEAR(p->coverage, q->coverage, 0);
+        CHECK_INT(p->dropped_records, q->dropped_records);
+        CHECK_INT(p->unattributed, q->unattributed);
+        CHECK_INT(p->samples_traced != NULL, q->samples_traced != NULL);
+        for (int k = 0; p->samples_traced && q->samples_traced && k < q->traced_reps; k++)
+            CHECK_NEAR(p->samples_traced[k], q->samples_traced[k], 0);
 
         CHECK_INT(p->samples != NULL, q->samples != NULL);
         for (int k = 0; p->samples && q->samples && k < q->reps; k++)
@@ -439,6 +462,76 @@ static int set_sms_array(const char *path)
     if (g >= 0) H5Gclose(g);
     if (f >= 0) H5Fclose(f);
     return rc;
+}
+
+/* Deletes link `path` of a report (a dataset a later build added, for an "older" file). */
+static int delete_link(const char *file, const char *path)
+{
+    hid_t f = H5Fopen(file, H5F_ACC_RDWR, H5P_DEFAULT);
+    int rc = f < 0 || H5Ldelete(f, path, H5P_DEFAULT) < 0 ? -1 : 0;
+    if (f >= 0) H5Fclose(f);
+    return rc;
+}
+
+/* The tracing fields: columns of /points/table with units, /points/<id>/samples_traced (empty
+ * when untraced); a file from before them (no samples_traced, no columns) reads as untraced; a
+ * samples_traced of the wrong length is refused. */
+static void test_trace_layout(void)
+{
+    dsa_run run, back;
+    dsa_err e = {{0}};
+    CHECK(build_run(&run, dsa_model_preset_at(0)) == 0);
+    CHECK_INT(dsa_h5_write("h5_trace.h5", &run, &e), DSA_EXIT_OK);
+    hid_t f = H5Fopen("h5_trace.h5", H5F_ACC_RDONLY, H5P_DEFAULT);
+    CHECK(f >= 0);
+    hid_t ds = H5Dopen2(f, "/points/table", H5P_DEFAULT), t = ds >= 0 ? H5Dget_type(ds) : -1;
+    static const char *const cols[] = {"traced_reps", "wall_traced_median_ms", "trace_overhead_pct",
+                                       "coverage", "dropped_records", "unattributed"};
+    for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) CHECK(t >= 0 && H5Tget_member_index(t, cols[i]) >= 0);
+    if (t >= 0) H5Tclose(t);
+    if (ds >= 0) H5Dclose(ds);
+    static const char *const sets[] = {"/points/0/samples_traced", "/points/1/samples_traced",
+                                       "/points/2/samples_traced"};
+    static const hssize_t lens[] = {4, 0, 0};
+    for (int i = 0; i < 3; i++) {
+        ds = H5Dopen2(f, sets[i], H5P_DEFAULT);
+        hid_t sp = ds >= 0 ? H5Dget_space(ds) : -1;
+        CHECK(sp >= 0 && H5Sget_simple_extent_npoints(sp) == lens[i]);
+        CHECK(ds >= 0 && H5Aexists(ds, "units") > 0);
+        if (sp >= 0) H5Sclose(sp);
+        if (ds >= 0) H5Dclose(ds);
+    }
+    if (f >= 0) H5Fclose(f);
+
+    CHECK_INT(copy_prefix("h5_trace.h5", "h5_trace_old.h5", 0), 0);
+    CHECK_INT(delete_link("h5_trace_old.h5", "/points/0/samples_traced"), 0);
+    CHECK_INT(delete_link("h5_trace_old.h5", "/points/2/samples_traced"), 0);
+    int rc = dsa_h5_read("h5_trace_old.h5", &back, &e);
+    CHECK_INT(rc, DSA_EXIT_OK);
+    if (rc) fprintf(stderr, "read: %s\n", e.msg);
+    if (rc == 0 && back.n_points == 3) {
+        CHECK(back.points[0].samples_traced == NULL);
+        CHECK_INT(back.points[0].traced_reps, 4); /* the column is still there */
+    }
+    dsa_run_free(&back);
+
+    run.points[0].traced_reps = 3; /* the table says 3, the dataset holds 4 */
+    CHECK_INT(dsa_h5_write("h5_trace_bad.h5", &run, &e), DSA_EXIT_OK);
+    dsa_run_free(&run);
+    CHECK(build_run(&run, dsa_model_preset_at(0)) == 0);
+    f = H5Fopen("h5_trace_bad.h5", H5F_ACC_RDWR, H5P_DEFAULT);
+    hsize_t four = 4;
+    hid_t sp = H5Screate_simple(1, &four, NULL);
+    CHECK(f >= 0 && H5Ldelete(f, "/points/0/samples_traced", H5P_DEFAULT) >= 0);
+    ds = f >= 0 ? H5Dcreate2(f, "/points/0/samples_traced", H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT,
+                             H5P_DEFAULT)
+                : -1;
+    CHECK(ds >= 0 && H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, run.points[0].samples_traced) >= 0);
+    if (ds >= 0) H5Dclose(ds);
+    if (sp >= 0) H5Sclose(sp);
+    if (f >= 0) H5Fclose(f);
+    dsa_run_free(&run);
+    expect_read_error("h5_trace_bad.h5", "/points/0/samples_traced has 4 values but traced_reps = 3");
 }
 
 static void test_read_errors(void)
@@ -691,6 +784,7 @@ int main(void)
     test_round_trip();
     test_models();
     test_read_errors();
+    test_trace_layout();
     test_write_errors();
     test_empty_run();
     test_long_strings();

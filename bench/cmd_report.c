@@ -6,18 +6,26 @@
 
 #include "cli.h"
 #include "h5report.h"
+#include "paper.h"
 #include "report.h"
 
 int cmd_report(int argc, char **argv)
 {
-    static const struct option opts[] = {{"format", 1, 0, 'f'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-    int format = DSA_FMT_TEXT, c;
+    static const struct option opts[] = {{"format", 1, 0, 'f'}, {"side-by-side", 1, 0, 'S'}, {"help", 0, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    int format = DSA_FMT_TEXT, c, side_by_side = 0;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":f:h", opts, NULL)) != -1) {
         if (c == 'h') {
-            printf("usage: dsa-bench report FILE.h5... [--format text|md|csv|json]\n");
+            printf("usage: dsa-bench report FILE.h5... [--format text|md|csv|json] [--side-by-side paper]\n"
+                   "  --side-by-side paper   the IndexCache paper's speedups and indexer shares beside the measured ones\n");
             return 0;
+        }
+        if (c == 'S') { /* --side-by-side: only the paper's figures are known */
+            if (strcmp(optarg, "paper")) return cli_error("report", 2, "--side-by-side: expected paper");
+            side_by_side = 1;
+            continue;
         }
         if (c != 'f') {
             char msg[160];
@@ -37,7 +45,8 @@ int cmd_report(int argc, char **argv)
     int rc = 0;
     dsa_err e = {{0}};
     for (int i = 0; i < n && !rc; i++) rc = dsa_h5_read(argv[optind + i], &runs[i], &e);
-    if (!rc) dsa_report_print(stdout, runs, n, format);
+    if (!rc && side_by_side && dsa_paper_side_by_side(stdout, runs, n, format)) rc = dsa_fail(&e, 3, "out of memory");
+    else if (!rc && !side_by_side) dsa_report_print(stdout, runs, n, format);
     for (int i = 0; i < n; i++) dsa_run_free(&runs[i]);
     free(runs);
     return rc ? cli_error("report", rc, e.msg) : 0;

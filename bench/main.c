@@ -14,6 +14,8 @@ static const struct {
     {"run", cmd_run, "run the sweep (prefill and decode) and write an HDF5 report"},
     {"report", cmd_report, "paper-style table from one or more HDF5 reports"},
     {"kernels", cmd_kernels, "time each GPU kernel on its DESIGN.md shapes against the measured ceilings"},
+    {"plot", cmd_plot, "gnuplot figures (png, svg, with their .dat and .gp) from one or more HDF5 reports"},
+    {"compare", cmd_compare, "compare two reports point by point against the noise; exit 1 if any is slower"},
 };
 
 static void usage(FILE *o)

@@ -4,6 +4,7 @@
 #   device_run.sh sanitize         the GPU tests under compute-sanitizer memcheck and racecheck
 #   device_run.sh kernels [ARGS]   dsa-bench kernels ARGS, report in $OUT/kernels.h5
 #   device_run.sh cmd ARGS         dsa-bench ARGS
+#   device_run.sh sh CMD           a shell command with .dev unpacked and the libraries on the path
 # Logs go to $OUT (the device tool brings them back).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,6 +12,7 @@ out=${OUT:-/tmp/dsa-out}
 mkdir -p "$out"
 export LD_LIBRARY_PATH="$root/.dev/lib:/usr/local/cuda/lib64:/usr/local/cuda/extras/CUPTI/lib64:${LD_LIBRARY_PATH:-}"
 bin="$root/.dev/bin"
+if [ ! -d "$bin" ] && [ -f "$root/.dev/pack.tar.xz" ]; then tar -C "$root/.dev" -xJf "$root/.dev/pack.tar.xz"; fi
 missing=$(ldd "$bin/dsa-bench" | grep "not found" || true)
 if [ -n "$missing" ]; then
   echo "device_run: missing shared libraries:" >&2
@@ -26,7 +28,7 @@ case "$what" in
     for t in "$bin"/gpu_*; do
       [ -x "$t" ] || continue
       name=$(basename "$t")
-      if "$t" >"$out/$name.log" 2>&1; then echo "PASS $name"; else echo "FAIL $name (exit $?)"; fail=1; tail -n 30 "$out/$name.log"; fi
+      if timeout "${DSA_TEST_TIMEOUT:-300}" "$t" >"$out/$name.log" 2>&1; then echo "PASS $name"; else echo "FAIL $name (exit $?)"; fail=1; tail -n 30 "$out/$name.log"; fi
     done
     exit $fail ;;
   sanitize)
@@ -46,6 +48,8 @@ case "$what" in
     "$bin/dsa-bench" kernels -o "$out/kernels.h5" "$@" ;;
   cmd)
     "$bin/dsa-bench" "$@" ;;
+  sh)
+    PATH="$bin:$PATH" bash -c "$*" ;;
   *)
     echo "device_run: unknown action '$what'" >&2; exit 2 ;;
 esac

@@ -66,21 +66,14 @@
 
 #include "cuda_ops.h"
 #include "idx_logits_core.cuh"
+#include "topk_core.cuh"
 
 namespace {
 
 // ---- composites ------------------------------------------------------------------------------
 
-// Order-preserving image of a float: a > b (as the reference compares) iff key(a) > key(b).
-// NaN maps to 0, below -inf's 0x007FFFFF, as the reference ranks it; -0 and +0 share one key.
-__device__ __forceinline__ uint32_t order_key(float f)
-{
-    uint32_t b = __float_as_uint(f);
-    const uint32_t mag = b & 0x7FFFFFFFu;
-    if (mag > 0x7F800000u) return 0u;
-    if (mag == 0u) b = 0u;
-    return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
-}
+// order_key (the order-preserving image of a float, NaN lowest, -0 == +0) is topk_core.cuh's,
+// so the fused selection ranks exactly as the top-k kernel does.
 
 // The float of an order key (NaN for key 0).
 __device__ __forceinline__ float key_value(uint32_t key)
@@ -305,10 +298,7 @@ template <bool DENSE> struct RowCandidates {
     }
 };
 
-__device__ __forceinline__ int next_shift(int shift)
-{
-    return shift == 64 ? 53 : shift == 53 ? 42 : shift == 42 ? 32 : shift == 32 ? 21 : shift == 21 ? 10 : 0;
-}
+// next_shift (11-bit digits 64 -> 53 -> 42 -> 32 -> 21 -> 10 -> 0) is topk_core.cuh's.
 
 template <bool DENSE, bool THRESHOLD>
 __global__ void __launch_bounds__(SEL_THREADS, 1) select_rows(const SelectArgs a)

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "textout.h"
+
 #include "component.h"
 #include "model.h"
 #include "report.h"
@@ -251,30 +253,6 @@ static const char *comp_label(const dsa_compare_row *r)
     return r->component < 0 ? "wall" : dsa_component_name(r->component);
 }
 
-/* A number or a dash, fixed width. */
-static void num(FILE *o, int w, int prec, double v)
-{
-    if (isnan(v)) fprintf(o, " %*s", w, "-");
-    else fprintf(o, " %*.*f", w, prec, v);
-}
-
-static void json_str(FILE *o, const char *s)
-{
-    fputc('"', o);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') fprintf(o, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20) fprintf(o, "\\u%04x", *s);
-        else fputc(*s, o);
-    }
-    fputc('"', o);
-}
-
-static void json_num(FILE *o, double v)
-{
-    if (isnan(v) || isinf(v)) fputs("null", o);
-    else fprintf(o, "%.9g", v);
-}
-
 /* "idx_logits_prefill h=32 context 8192 batch 0 rows 4096" / "prefill 1/4 context 200000 batch 1" */
 static void point_name(char *buf, size_t len, const dsa_point *p)
 {
@@ -343,10 +321,10 @@ static void print_table(FILE *o, const dsa_compare *c, const dsa_run *base, cons
             fprintf(o, "   %-8s %-26s %9lld %5d %6d %-12s", p->phase, p->config, (long long)p->context, p->batch,
                     p->chunk, comp_label(r));
         const char *sep = md ? " |" : "";
-        num(o, 13, 6, r->base_ms); fputs(sep, o);
-        num(o, 13, 6, r->new_ms); fputs(sep, o);
-        num(o, 7, 3, r->ratio); fputs(sep, o);
-        num(o, 7, 2, 100 * r->noise); fputs(sep, o);
+        dsa_out_num(o, 13, 6, r->base_ms); fputs(sep, o);
+        dsa_out_num(o, 13, 6, r->new_ms); fputs(sep, o);
+        dsa_out_num(o, 7, 3, r->ratio); fputs(sep, o);
+        dsa_out_num(o, 7, 2, 100 * r->noise); fputs(sep, o);
         if (md) fprintf(o, " %s | %s |\n", dsa_verdict_name(r->verdict), r->note);
         else fprintf(o, "  %s%s%s\n", dsa_verdict_name(r->verdict), r->note[0] ? ": " : "", r->note);
     }
@@ -357,15 +335,15 @@ static void print_table(FILE *o, const dsa_compare *c, const dsa_run *base, cons
 static void json_side(FILE *o, const char *key, const dsa_run *r, const char *name)
 {
     fprintf(o, "  \"%s\": {\"file\": ", key);
-    json_str(o, name);
+    dsa_out_json_str(o, name);
     fputs(", \"utc\": ", o);
-    json_str(o, r->utc);
+    dsa_out_json_str(o, r->utc);
     fputs(", \"device\": ", o);
-    json_str(o, r->dev.name);
+    dsa_out_json_str(o, r->dev.name);
     fputs(", \"model\": ", o);
-    json_str(o, r->model.name);
+    dsa_out_json_str(o, r->model.name);
     fputs(", \"git_sha\": ", o);
-    json_str(o, r->git_sha);
+    dsa_out_json_str(o, r->git_sha);
     fputs("},\n", o);
 }
 
@@ -376,31 +354,31 @@ static void print_json(FILE *o, const dsa_compare *c, const dsa_run *base, const
     json_side(o, "base", base, base_name);
     json_side(o, "new", cand, cand_name);
     fputs("  \"threshold_pct\": ", o);
-    json_num(o, 100 * c->threshold);
+    dsa_out_json_num(o, 100 * c->threshold, 9);
     fputs(",\n  \"warning\": ", o);
-    json_str(o, c->warning);
+    dsa_out_json_str(o, c->warning);
     fputs(",\n  \"rows\": [\n", o);
     for (int i = 0; i < c->n_rows; i++) {
         const dsa_compare_row *r = &c->rows[i];
         const dsa_point *p = row_point(r);
         fputs("    {\"phase\": ", o);
-        json_str(o, p->phase);
+        dsa_out_json_str(o, p->phase);
         fputs(", \"config\": ", o);
-        json_str(o, p->config);
+        dsa_out_json_str(o, p->config);
         fprintf(o, ", \"context\": %lld, \"batch\": %d, \"chunk\": %d, \"component\": ", (long long)p->context,
                 p->batch, p->chunk);
-        json_str(o, comp_label(r));
+        dsa_out_json_str(o, comp_label(r));
         fputs(", \"base_ms\": ", o);
-        json_num(o, r->base_ms);
+        dsa_out_json_num(o, r->base_ms, 9);
         fputs(", \"new_ms\": ", o);
-        json_num(o, r->new_ms);
+        dsa_out_json_num(o, r->new_ms, 9);
         fputs(", \"ratio\": ", o);
-        json_num(o, r->ratio);
+        dsa_out_json_num(o, r->ratio, 9);
         fputs(", \"noise_pct\": ", o);
-        json_num(o, 100 * r->noise);
+        dsa_out_json_num(o, 100 * r->noise, 9);
         fprintf(o, ", \"verdict\": \"%s\", \"counts\": %s, \"note\": ", dsa_verdict_name(r->verdict),
                 r->counts ? "true" : "false");
-        json_str(o, r->note);
+        dsa_out_json_str(o, r->note);
         fprintf(o, "}%s\n", i + 1 < c->n_rows ? "," : "");
     }
     fprintf(o, "  ],\n  \"summary\": {\"SAME\": %d, \"FASTER\": %d, \"SLOWER\": %d, \"MISSING\": %d},\n  \"exit\": %d\n}\n",

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "textout.h"
+
 static int is_decode(const dsa_point *p) { return strcmp(p->phase, "decode") == 0; }
 static int is_kernel(const dsa_point *p) { return strcmp(p->phase, "kernel") == 0; }
 
@@ -51,13 +53,6 @@ int dsa_report_rows(const dsa_run *runs, int n_runs, dsa_report_row **rows, int 
 
 static const char *status_name(int s) { return s == DSA_POINT_OK ? "ok" : s == DSA_POINT_SKIPPED ? "skipped" : "failed"; }
 
-/* A number or a dash; w = width, prec = decimals. */
-static void num(FILE *o, int w, int prec, double v)
-{
-    if (isnan(v)) fprintf(o, " %*s", w, "-");
-    else fprintf(o, " %*.*f", w, prec, v);
-}
-
 static void print_text(FILE *o, const dsa_report_row *rows, int n, int md)
 {
     const char *sep = md ? " |" : "";
@@ -85,12 +80,12 @@ static void print_text(FILE *o, const dsa_report_row *rows, int n, int md)
                             p->config, F, p->reps);
             else fprintf(o, "  %-18s %9lld %5d %-12s %7s %4d", r->run->model.name, (long long)p->context, p->batch,
                          p->config, F, p->reps);
-            num(o, 10, phase ? 3 : 4, r->time); fputs(sep, o);
-            num(o, 11, 1, r->tok_s_req); fputs(sep, o);
-            num(o, 11, 1, r->tok_s_all); fputs(sep, o);
-            num(o, 8, 1, r->speedup_pct); fputs(sep, o);
-            num(o, 8, 1, r->amdahl_pct); fputs(sep, o);
-            num(o, 8, 1, p->status == DSA_POINT_OK ? 100 * p->indexer_share : NAN); fputs(sep, o);
+            dsa_out_num(o, 10, phase ? 3 : 4, r->time); fputs(sep, o);
+            dsa_out_num(o, 11, 1, r->tok_s_req); fputs(sep, o);
+            dsa_out_num(o, 11, 1, r->tok_s_all); fputs(sep, o);
+            dsa_out_num(o, 8, 1, r->speedup_pct); fputs(sep, o);
+            dsa_out_num(o, 8, 1, r->amdahl_pct); fputs(sep, o);
+            dsa_out_num(o, 8, 1, p->status == DSA_POINT_OK ? 100 * p->indexer_share : NAN); fputs(sep, o);
             if (p->status == DSA_POINT_OK) fprintf(o, "  ok");
             else fprintf(o, "  %s: %s", status_name(p->status), p->reason);
             fputs(md ? " |\n" : "\n", o);
@@ -119,9 +114,9 @@ static void print_kernels(FILE *o, const dsa_report_row *rows, int n, int md)
                gb = ok && p->bytes > 0 ? p->bytes / s / 1e9 : NAN;
         if (md) fprintf(o, "| %s | %lld | %d | %d | %d |", p->config, (long long)p->context, p->batch, p->chunk, p->reps);
         else fprintf(o, "   %-26s %9lld %5d %6d %5d", p->config, (long long)p->context, p->batch, p->chunk, p->reps);
-        num(o, 11, 1, us); fputs(md ? " |" : "", o);
-        num(o, 9, 1, tf); fputs(md ? " |" : "", o);
-        num(o, 9, 1, gb); fputs(md ? " |" : "", o);
+        dsa_out_num(o, 11, 1, us); fputs(md ? " |" : "", o);
+        dsa_out_num(o, 9, 1, tf); fputs(md ? " |" : "", o);
+        dsa_out_num(o, 9, 1, gb); fputs(md ? " |" : "", o);
         fprintf(o, "  %s%s%s%s\n", ok ? "ok" : status_name(p->status), ok ? "" : ": ", p->reason, md ? " |" : "");
     }
 }
@@ -171,23 +166,6 @@ static void print_components(FILE *o, const dsa_report_row *rows, int n, int md)
     }
 }
 
-static void json_str(FILE *o, const char *s)
-{
-    fputc('"', o);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') fprintf(o, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20) fprintf(o, "\\u%04x", *s);
-        else fputc(*s, o);
-    }
-    fputc('"', o);
-}
-
-static void json_num(FILE *o, double v)
-{
-    if (isnan(v) || isinf(v)) fputs("null", o);
-    else fprintf(o, "%.6g", v);
-}
-
 /* The tracing figures and the component table of one point: json members (after the others),
  * or csv columns (one <component>_ms column per component, empty where it did not run). */
 static void print_trace_fields(FILE *o, const dsa_point *p, int json)
@@ -201,7 +179,7 @@ static void print_trace_fields(FILE *o, const dsa_point *p, int json)
     for (int c = 0; c < (int)(sizeof v / sizeof v[0]); c++) {
         if (json) {
             fprintf(o, ", \"%s\": ", names[c]);
-            json_num(o, v[c]);
+            dsa_out_json_num(o, v[c], 6);
         } else {
             if (!isnan(v[c])) fprintf(o, "%.6g", v[c]);
             if (c + 1 < (int)(sizeof v / sizeof v[0])) fputc(',', o);
@@ -213,15 +191,15 @@ static void print_trace_fields(FILE *o, const dsa_point *p, int json)
             const dsa_comp_stat *s = &p->comps[c];
             const char *name = dsa_component_name(s->component);
             fprintf(o, "%s{\"component\": ", c ? ", " : "");
-            json_str(o, name ? name : "?");
+            dsa_out_json_str(o, name ? name : "?");
             fputs(", \"time_ms\": ", o);
-            json_num(o, s->median_ms);
+            dsa_out_json_num(o, s->median_ms, 6);
             fputs(", \"min_ms\": ", o);
-            json_num(o, s->min_ms);
+            dsa_out_json_num(o, s->min_ms, 6);
             fputs(", \"stdev_ms\": ", o);
-            json_num(o, s->stdev_ms);
+            dsa_out_json_num(o, s->stdev_ms, 6);
             fputs(", \"share_pct\": ", o);
-            json_num(o, 100 * s->share);
+            dsa_out_json_num(o, 100 * s->share, 6);
             fprintf(o, ", \"kernels_per_rep\": %d}", s->kernels);
         }
         fputc(']', o);
@@ -261,8 +239,8 @@ static void print_records(FILE *o, const dsa_report_row *rows, int n, int json)
         for (int c = 0; c < nc; c++) {
             if (json) {
                 fprintf(o, "%s\"%s\": ", c ? ", " : "", cols[c]);
-                if (s[c]) json_str(o, s[c]);
-                else json_num(o, v[c]);
+                if (s[c]) dsa_out_json_str(o, s[c]);
+                else dsa_out_json_num(o, v[c], 6);
             } else {
                 if (s[c]) {
                     /* csv: quote fields that could hold commas */

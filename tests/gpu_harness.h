@@ -20,6 +20,34 @@ typedef struct gpu_env {
 } gpu_env;
 
 /* 0, or 77 (skip) when there is no GPU. */
+/* A deterministic host-side random stream (xorshift64) for a test's inputs. */
+typedef struct test_rng {
+    uint64_t s; /* any non-zero seed */
+} test_rng;
+
+static inline uint32_t test_rnd(test_rng *r)
+{
+    r->s ^= r->s << 13;
+    r->s ^= r->s >> 7;
+    r->s ^= r->s << 17;
+    return (uint32_t)(r->s >> 32);
+}
+
+static inline float test_rnd_unit(test_rng *r) { return (float)(test_rnd(r) >> 8) * (1.0f / 16777216.0f); } /* [0, 1) */
+
+/* A valid e4m3 code, any sign and magnitude (the NaN codes become +-448). */
+static inline uint8_t test_rnd_e4m3(test_rng *r)
+{
+    uint8_t b = (uint8_t)test_rnd(r);
+    if ((b & 0x7F) == 0x7F) b ^= 1;
+    return b;
+}
+
+static inline void test_fill_e4m3(test_rng *r, uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) p[i] = test_rnd_e4m3(r);
+}
+
 static int gpu_env_init(gpu_env *env)
 {
     char err[256];

@@ -37,29 +37,7 @@
 enum { DATA_RANDOM, DATA_INCREASING, DATA_DECREASING, DATA_EQUAL, DATA_FEW };
 static const char *data_name[] = {"random", "increasing", "decreasing", "equal", "few keys"};
 
-static uint64_t rng = 0x9E3779B97F4A7C15ULL;
-
-static uint32_t rnd(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 32);
-}
-
-static float rnd_unit(void) { return (float)(rnd() >> 8) * (1.0f / 16777216.0f); } /* [0, 1) */
-
-static uint8_t rnd_e4m3(void)
-{
-    uint8_t b = (uint8_t)rnd();
-    if ((b & 0x7F) == 0x7F) b ^= 1; /* NaN code -> +-448 */
-    return b;
-}
-
-static void fill_e4m3(uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) p[i] = rnd_e4m3();
-}
+static test_rng rng = {0x9E3779B97F4A7C15ULL};
 
 /* Query codes and weights of a data pattern: random, or 1.0 everywhere (e4m3 0x38) with positive
  * weights, so a key's score is its scale times one positive constant of the query. */
@@ -67,11 +45,11 @@ static void fill_queries(uint8_t *q, float *w, int rows, int heads, int mode)
 {
     const size_t nq = (size_t)rows * heads;
     if (mode == DATA_RANDOM || mode == DATA_FEW) {
-        fill_e4m3(q, nq * DSA_IDX_DIM);
-        for (size_t i = 0; i < nq; i++) w[i] = 2.0f * rnd_unit() - 1.0f;
+        test_fill_e4m3(&rng, q, nq * DSA_IDX_DIM);
+        for (size_t i = 0; i < nq; i++) w[i] = 2.0f * test_rnd_unit(&rng) - 1.0f;
     } else {
         memset(q, 0x38, nq * DSA_IDX_DIM);
-        for (size_t i = 0; i < nq; i++) w[i] = 0.25f + 0.5f * rnd_unit();
+        for (size_t i = 0; i < nq; i++) w[i] = 0.25f + 0.5f * test_rnd_unit(&rng);
     }
 }
 
@@ -80,8 +58,8 @@ static void fill_keys(uint8_t *cache, int n_keys, int mode)
 {
     uint8_t few[7][DSA_IDX_TOKEN_BYTES];
     for (int j = 0; j < 7; j++) {
-        fill_e4m3(few[j], DSA_IDX_DIM);
-        float scale = 1e-3f + rnd_unit();
+        test_fill_e4m3(&rng, few[j], DSA_IDX_DIM);
+        float scale = 1e-3f + test_rnd_unit(&rng);
         memcpy(few[j] + DSA_IDX_DIM, &scale, 4);
     }
     for (int s = 0; s < n_keys; s++) {
@@ -89,7 +67,7 @@ static void fill_keys(uint8_t *cache, int n_keys, int mode)
         float scale;
         switch (mode) {
         case DATA_FEW: memcpy(row, few[s % 7], DSA_IDX_TOKEN_BYTES); continue;
-        case DATA_RANDOM: fill_e4m3(row, DSA_IDX_DIM); scale = 1e-3f + rnd_unit(); break;
+        case DATA_RANDOM: test_fill_e4m3(&rng, row, DSA_IDX_DIM); scale = 1e-3f + test_rnd_unit(&rng); break;
         /* steps of 1/8 stay distinct after the product with the query's constant */
         case DATA_INCREASING: memset(row, 0x38, DSA_IDX_DIM); scale = 1.0f + 0.125f * (float)s; break;
         case DATA_DECREASING: memset(row, 0x38, DSA_IDX_DIM); scale = 1.0f + 0.125f * (float)(n_keys - s); break;
@@ -277,7 +255,7 @@ static void run_case(gpu_env *env, fcase t)
     fill_queries(q.h, w.h, t.rows, t.heads, t.mode);
     uint8_t *kh = (uint8_t *)k.h + t.cache_offset;
     if (t.decode) {
-        fill_e4m3(kh, cache_bytes); /* the gaps between requests hold junk the kernels must not read */
+        test_fill_e4m3(&rng, kh, cache_bytes); /* the gaps between requests hold junk the kernels must not read */
         for (int b = 0; b < t.rows; b++) fill_keys(kh + (size_t)b * t.stride, t.n_keys, t.mode);
     } else {
         fill_keys(kh, t.n_keys, t.mode);

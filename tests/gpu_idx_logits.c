@@ -19,43 +19,21 @@
 #define TOL 3e-3
 #define POISON_WORD 0xFFFFFFFFu /* cudaMemset 0xFF: a NaN, so an unwritten score fails */
 
-static uint64_t rng = 0x9E3779B97F4A7C15ULL;
-
-static uint32_t rnd(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 32);
-}
-
-static float rnd_unit(void) { return (float)(rnd() >> 8) * (1.0f / 16777216.0f); } /* [0, 1) */
-
-static uint8_t rnd_e4m3(void)
-{
-    uint8_t b = (uint8_t)rnd();
-    if ((b & 0x7F) == 0x7F) b ^= 1; /* NaN code -> +-448 */
-    return b;
-}
-
-static void fill_e4m3(uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++) p[i] = rnd_e4m3();
-}
+static test_rng rng = {0x9E3779B97F4A7C15ULL};
 
 static void fill_keys(uint8_t *cache, int n_keys)
 {
     for (int s = 0; s < n_keys; s++) {
         uint8_t *row = cache + (size_t)s * DSA_IDX_TOKEN_BYTES;
-        fill_e4m3(row, DSA_IDX_DIM);
-        float scale = 1e-3f + rnd_unit();
+        test_fill_e4m3(&rng, row, DSA_IDX_DIM);
+        float scale = 1e-3f + test_rnd_unit(&rng);
         memcpy(row + DSA_IDX_DIM, &scale, 4);
     }
 }
 
 static void fill_weights(float *w, size_t n)
 {
-    for (size_t i = 0; i < n; i++) w[i] = 2.0f * rnd_unit() - 1.0f;
+    for (size_t i = 0; i < n; i++) w[i] = 2.0f * test_rnd_unit(&rng) - 1.0f;
 }
 
 static void poison_device(gpu_env *env, mirror *m)
@@ -100,7 +78,7 @@ static void prefill_case(gpu_env *env, int n, int heads, int n_keys, int q_pos0,
     mirror w = mirror_new(env, (size_t)n * heads * sizeof(float));
     mirror k = mirror_new(env, (size_t)cache_offset + (size_t)n_keys * DSA_IDX_TOKEN_BYTES);
     mirror s = mirror_new(env, (size_t)n * ld * sizeof(float));
-    fill_e4m3(q.h, q.bytes);
+    test_fill_e4m3(&rng, q.h, q.bytes);
     fill_weights(w.h, (size_t)n * heads);
     fill_keys((uint8_t *)k.h + cache_offset, n_keys);
     mirror_up(env, &q);
@@ -138,9 +116,9 @@ static void decode_case(gpu_env *env, int batch, int heads, int n_keys, size_t s
     mirror w = mirror_new(env, (size_t)batch * heads * sizeof(float));
     mirror k = mirror_new(env, (size_t)batch * stride);
     mirror s = mirror_new(env, (size_t)batch * ld * sizeof(float));
-    fill_e4m3(q.h, q.bytes);
+    test_fill_e4m3(&rng, q.h, q.bytes);
     fill_weights(w.h, (size_t)batch * heads);
-    fill_e4m3(k.h, k.bytes); /* the gaps between requests hold junk the kernel must not read */
+    test_fill_e4m3(&rng, k.h, k.bytes); /* the gaps between requests hold junk the kernel must not read */
     for (int b = 0; b < batch; b++) fill_keys((uint8_t *)k.h + (size_t)b * stride, n_keys);
     mirror_up(env, &q);
     mirror_up(env, &w);

@@ -27,15 +27,7 @@
 #define LSE_TOL_DECODE 4e-3
 #define CACHE_ROWS 5000
 
-static uint64_t rng = 0x243F6A8885A308D3ULL;
-
-static uint32_t rnd(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 32);
-}
+static test_rng rng = {0x243F6A8885A308D3ULL};
 
 static void poison_device(gpu_env *env, mirror *m)
 {
@@ -53,15 +45,15 @@ static void make_indices(int32_t *idx, int n, int topk, int n_keys)
     for (int r = 0; r < n; r++) {
         int32_t *row = idx + (size_t)r * topk;
         int valid = topk;
-        if (r % 3 == 2 && topk > 0) valid = (int)(rnd() % (uint32_t)topk); /* a -1 tail */
+        if (r % 3 == 2 && topk > 0) valid = (int)(test_rnd(&rng) % (uint32_t)topk); /* a -1 tail */
         for (int j = 0; j < topk; j++) {
-            uint32_t u = rnd() % 100;
+            uint32_t u = test_rnd(&rng) % 100;
             if (r == 1 || j >= valid || u < 3)
                 row[j] = -1;
             else if (u < 6 && j > 0 && row[j - 1] >= 0)
                 row[j] = row[j - 1]; /* repeated key: counts twice in the reference */
             else
-                row[j] = (int32_t)(rnd() % (uint32_t)n_keys);
+                row[j] = (int32_t)(test_rnd(&rng) % (uint32_t)n_keys);
         }
     }
 }

@@ -19,7 +19,7 @@ set ylabel "share of the wall time (%)"
 set xlabel "config, grouped by context and batch" offset 0,-1.6
 set bmargin 6.5
 set xrange [-0.7:30.7]
-set yrange [0:136]
+set yrange [0:112]
 set format y "%g%%"
 set boxwidth 0.8 absolute
 set xtics scale 0 font ",9"
@@ -52,7 +52,7 @@ plot \
   "breakdown_decode.dat" using 1:(100 * sum [j=6:8] column(j) / $5) with boxes lc rgb "#6baed6" title "q_proj", \
   "breakdown_decode.dat" using 1:(100 * sum [j=6:7] column(j) / $5) with boxes lc rgb "#c7e9c0" title "attn_norm", \
   "breakdown_decode.dat" using 1:(100 * sum [j=6:6] column(j) / $5) with boxes lc rgb "#8c8c8c" title "embed", \
-  "breakdown_decode.dat" using 1:(100 * sum [j=6:24] column(j) / $5):(sprintf("%.3g ms", $5)) with labels offset 0,0.7 font ",8" notitle
+  "breakdown_decode.dat" using 1:(100 * sum [j=6:24] column(j) / $5):(sprintf("%.3g", column(25))) with labels offset 0,0.7 font ",8" notitle
 unset multiplot
 set output
 }

@@ -48,7 +48,7 @@ plot \
   "breakdown_prefill.dat" using 1:(100 * sum [j=6:8] column(j) / $5) with boxes lc rgb "#6baed6" title "q_proj", \
   "breakdown_prefill.dat" using 1:(100 * sum [j=6:7] column(j) / $5) with boxes lc rgb "#c7e9c0" title "attn_norm", \
   "breakdown_prefill.dat" using 1:(100 * sum [j=6:6] column(j) / $5) with boxes lc rgb "#8c8c8c" title "embed", \
-  "breakdown_prefill.dat" using 1:(100 * sum [j=6:24] column(j) / $5):(sprintf("%.3g s", $5 / 1000)) with labels offset 0,0.7 font ",8" notitle
+  "breakdown_prefill.dat" using 1:(100 * sum [j=6:24] column(j) / $5):(sprintf("%.3g", column(25) / 1000)) with labels offset 0,0.7 font ",8" notitle
 unset multiplot
 set output
 }

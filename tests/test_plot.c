@@ -208,7 +208,12 @@ static void build_run(dsa_run *r)
     add_split(r, "decode", 60000, 1, "full", 4, 10, 0.25);
     add_split(r, "decode", 60000, 1, "1/4", 2, 8, 0.125);
     add_split(r, "decode", 60000, 8, "full", 4, 40, 0.40);
-    add_split(r, "decode", 60000, 8, "1/4", 2, 25, 0.20);
+    /* a GPU-style point: components from traced repetitions whose wall (30) exceeds the headline (25) */
+    dsa_point *traced = add_split(r, "decode", 60000, 8, "1/4", 2, 30, 0.20);
+    traced->wall_median_ms = 25;
+    traced->tok_s = 8 / 25e-3;
+    traced->traced_reps = 3;
+    traced->wall_traced_median_ms = 30;
     dsa_point *bad = add_split(r, "decode", 120000, 8, "full", 4, 1, 0.5); /* must not appear */
     bad->status = DSA_POINT_FAILED;
     snprintf(bad->reason, sizeof bad->reason, "out of memory");
@@ -302,12 +307,13 @@ static void test_run_figures(void)
     /* breakdown_prefill: one row per (context, config), components present in enum order */
     CHECK_INT(dat_read("plot_dat/breakdown_prefill.dat", &d), 0);
     CHECK_INT(d.n, 6);
-    CHECK_INT(d.ncol, 9);
-    if (d.ncol == 9) {
+    CHECK_INT(d.ncol, 10);
+    if (d.ncol == 10) {
         CHECK_STR(d.col[5], "q_proj_ms");
         CHECK_STR(d.col[6], "idx_logits_ms");
         CHECK_STR(d.col[7], "sparse_attn_ms");
         CHECK_STR(d.col[8], "idle_ms");
+        CHECK_STR(d.col[9], "headline_ms"); /* the bar's label; wall_ms (the components' reps) divides */
     }
     CHECK(col_of(&d, "embed_ms") < 0); /* never ran: not in the legend */
     CHECK_NEAR(dat_get(&d, -1, "context", "60000", "config", "1/2", "wall_ms"), 250, 1e-9);
@@ -329,7 +335,10 @@ static void test_run_figures(void)
 
     CHECK_INT(dat_read("plot_dat/breakdown_decode.dat", &d), 0);
     CHECK_INT(d.n, 4);
-    CHECK_NEAR(dat_get(&d, -1, "batch", "8", "config", "1/4", "sparse_attn_ms"), (0.85 - 0.20) * 25, 1e-6);
+    CHECK_NEAR(dat_get(&d, -1, "batch", "8", "config", "1/4", "sparse_attn_ms"), (0.85 - 0.20) * 30, 1e-6);
+    /* the stack divides by the traced wall (sums to 100%); the label is the untraced headline */
+    CHECK_NEAR(dat_get(&d, -1, "batch", "8", "config", "1/4", "wall_ms"), 30, 1e-9);
+    CHECK_NEAR(dat_get(&d, -1, "batch", "8", "config", "1/4", "headline_ms"), 25, 1e-9);
     rm_rf("plot_dat");
     dsa_run_free(&r);
 }

@@ -394,49 +394,14 @@ static void test_idx_prep_k(int n, int ldk, int style, int mode)
 
 /* ---------------------------------------------------------------- weights */
 
-typedef struct test_weight {
-    mirror data, scale;
-    dsa_weight h, d; /* the same weight with host / device pointers */
-} test_weight;
-
-/* bf16: uniform * k^-0.5. FP8: random e4m3 codes of uniform values in [-2, 2), one positive
- * scale per 128x128 block around k^-0.5 / 2. */
-static test_weight weight_new(int n, int k, int fp8, uint64_t seed)
-{
-    test_weight w;
-    memset(&w, 0, sizeof w);
-    if (!fp8) {
-        w.data = mirror_rand_bf16(&env, (size_t)n * k, seed, 1.0f / sqrtf((float)k));
-    } else {
-        w.data = mirror_new(&env, (size_t)n * k);
-        uint8_t *q = w.data.h;
-        for (size_t i = 0; i < (size_t)n * k; i++) q[i] = dsa_f32_to_e4m3(2.0f * dsa_rand_uniform(seed, i));
-        mirror_up(&env, &w.data);
-        const int nbn = (n + 127) / 128, nkb = (k + 127) / 128;
-        w.scale = mirror_new(&env, (size_t)nbn * nkb * 4);
-        float *s = w.scale.h;
-        for (int i = 0; i < nbn * nkb; i++) s[i] = (0.75f + 0.25f * dsa_rand_uniform(seed ^ 0x9e37u, i)) * 0.5f / sqrtf((float)k);
-        mirror_up(&env, &w.scale);
-    }
-    dsa_weight base = {fp8 ? DSA_FP8_E4M3 : DSA_BF16, n, k, NULL, NULL};
-    w.h = base, w.d = base;
-    w.h.data = w.data.h, w.d.data = w.data.d;
-    if (fp8) w.h.scale = w.scale.h, w.d.scale = w.scale.d;
-    return w;
-}
-
-static void weight_free(test_weight *w)
-{
-    mirror_free(&env, &w->data);
-    if (w->scale.h) mirror_free(&env, &w->scale);
-}
+/* test_weight, test_weight_new and test_weight_free: tests/gpu_harness.h */
 
 /* ---------------------------------------------------------------- gemm */
 
 /* residual: 0 none, 1 a separate buffer, 2 aliasing D (in place). */
 static void test_gemm(int m, int n, int k, int lda, int ldd, int residual, int fp8)
 {
-    test_weight w = weight_new(n, k, fp8, 81 + (uint64_t)k);
+    test_weight w = test_weight_new(&env, n, k, fp8, 81 + (uint64_t)k);
     mirror a = mirror_rand_bf16(&env, (size_t)m * lda, 82, 1.0f);
     mirror res = mirror_rand_bf16(&env, (size_t)m * ldd, 83, 1.0f);
     mirror d = residual == 2 ? res : mirror_new(&env, (size_t)m * ldd * 2);
@@ -452,7 +417,7 @@ static void test_gemm(int m, int n, int k, int lda, int ldd, int residual, int f
     free(g);
     if (residual != 2) mirror_free(&env, &d);
     mirror_free(&env, &res), mirror_free(&env, &a);
-    weight_free(&w);
+    test_weight_free(&env, &w);
 }
 
 /* ---------------------------------------------------------------- MLA projections */
@@ -593,8 +558,8 @@ static void test_experts(int n, int hidden, int inter, dsa_router_cfg cfg, int r
     dsa_weight *guh = xmalloc((size_t)ne * sizeof *guh), *gud = xmalloc((size_t)ne * sizeof *gud);
     dsa_weight *dnh = xmalloc((size_t)ne * sizeof *dnh), *dnd = xmalloc((size_t)ne * sizeof *dnd);
     for (int e = 0; e < ne; e++) {
-        gu[e] = weight_new(2 * inter, hidden, fp8, 1000 + 2 * (uint64_t)e);
-        dn[e] = weight_new(hidden, inter, fp8, 1001 + 2 * (uint64_t)e);
+        gu[e] = test_weight_new(&env, 2 * inter, hidden, fp8, 1000 + 2 * (uint64_t)e);
+        dn[e] = test_weight_new(&env, hidden, inter, fp8, 1001 + 2 * (uint64_t)e);
         guh[e] = gu[e].h, gud[e] = gu[e].d, dnh[e] = dn[e].h, dnd[e] = dn[e].d;
     }
     mirror res = mirror_rand_bf16(&env, (size_t)n * hidden, 113, 1.0f);
@@ -612,7 +577,7 @@ static void test_experts(int n, int hidden, int inter, dsa_router_cfg cfg, int r
              hidden, inter, ne, topk, residual == 0 ? "none" : residual == 1 ? "yes" : "in place");
     expect_close(what, rel_err_bf16(g, out.h, (size_t)n * hidden), 1e-2);
     free(g);
-    for (int e = 0; e < ne; e++) weight_free(&gu[e]), weight_free(&dn[e]);
+    for (int e = 0; e < ne; e++) test_weight_free(&env, &gu[e]), test_weight_free(&env, &dn[e]);
     free(gu), free(dn), free(guh), free(gud), free(dnh), free(dnd), free(wr), free(ids), free(wts);
     if (residual != 2) mirror_free(&env, &out);
     mirror_free(&env, &res), mirror_free(&env, &x), mirror_free(&env, &mi), mirror_free(&env, &mw);

@@ -129,6 +129,44 @@ static mirror mirror_rand_f32(gpu_env *env, size_t n, uint64_t seed, float scale
     return m;
 }
 
+/* A linear layer's weight mirrored on host and device. bf16: uniform * k^-0.5. FP8: random e4m3
+ * codes of uniform values in [-2, 2), one positive scale per 128x128 block around k^-0.5 / 2. */
+typedef struct test_weight {
+    mirror data, scale;
+    dsa_weight h, d; /* the same weight with host / device pointers */
+} test_weight;
+
+static inline test_weight test_weight_new(gpu_env *env, int n, int k, int fp8, uint64_t seed)
+{
+    test_weight w;
+    memset(&w, 0, sizeof w);
+    if (!fp8) {
+        w.data = mirror_rand_bf16(env, (size_t)n * k, seed, 1.0f / sqrtf((float)k));
+    } else {
+        w.data = mirror_new(env, (size_t)n * k);
+        uint8_t *q = w.data.h;
+        for (size_t i = 0; i < (size_t)n * k; i++) q[i] = dsa_f32_to_e4m3(2.0f * dsa_rand_uniform(seed, i));
+        mirror_up(env, &w.data);
+        const int nbn = (n + 127) / 128, nkb = (k + 127) / 128;
+        w.scale = mirror_new(env, (size_t)nbn * nkb * 4);
+        float *s = w.scale.h;
+        for (int i = 0; i < nbn * nkb; i++)
+            s[i] = (0.75f + 0.25f * dsa_rand_uniform(seed ^ 0x9e37u, i)) * 0.5f / sqrtf((float)k);
+        mirror_up(env, &w.scale);
+    }
+    dsa_weight base = {fp8 ? DSA_FP8_E4M3 : DSA_BF16, n, k, NULL, NULL};
+    w.h = base, w.d = base;
+    w.h.data = w.data.h, w.d.data = w.data.d;
+    if (fp8) w.h.scale = w.scale.h, w.d.scale = w.scale.d;
+    return w;
+}
+
+static inline void test_weight_free(gpu_env *env, test_weight *w)
+{
+    mirror_free(env, &w->data);
+    if (w->scale.h) mirror_free(env, &w->scale);
+}
+
 /* ||a - b|| / ||b|| over n bf16 or fp32 values; NaN or Inf anywhere in a gives +inf. */
 static double rel_err_bf16(const bf16_t *a, const bf16_t *b, size_t n)
 {

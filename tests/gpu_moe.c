@@ -88,43 +88,7 @@ static uint32_t rnd(void)
 
 /* ---------------------------------------------------------------- experts */
 
-typedef struct test_weight {
-    mirror data, scale;
-    dsa_weight h, d; /* the same weight with host / device pointers */
-} test_weight;
-
-/* bf16: uniform * k^-0.5. FP8: random e4m3 codes of uniform values in [-2, 2), one positive
- * scale per 128x128 block around k^-0.5 / 2 (as tests/gpu_basic_ops.c). */
-static test_weight weight_new(int n, int k, int fp8, uint64_t seed)
-{
-    test_weight w;
-    memset(&w, 0, sizeof w);
-    if (!fp8) {
-        w.data = mirror_rand_bf16(&env, (size_t)n * k, seed, 1.0f / sqrtf((float)k));
-    } else {
-        w.data = mirror_new(&env, (size_t)n * k);
-        uint8_t *q = w.data.h;
-        for (size_t i = 0; i < (size_t)n * k; i++) q[i] = dsa_f32_to_e4m3(2.0f * dsa_rand_uniform(seed, i));
-        mirror_up(&env, &w.data);
-        const int nbn = (n + 127) / 128, nkb = (k + 127) / 128;
-        w.scale = mirror_new(&env, (size_t)nbn * nkb * 4);
-        float *s = w.scale.h;
-        for (int i = 0; i < nbn * nkb; i++)
-            s[i] = (0.75f + 0.25f * dsa_rand_uniform(seed ^ 0x9e37u, i)) * 0.5f / sqrtf((float)k);
-        mirror_up(&env, &w.scale);
-    }
-    dsa_weight base = {fp8 ? DSA_FP8_E4M3 : DSA_BF16, n, k, NULL, NULL};
-    w.h = base, w.d = base;
-    w.h.data = w.data.h, w.d.data = w.data.d;
-    if (fp8) w.h.scale = w.scale.h, w.d.scale = w.scale.d;
-    return w;
-}
-
-static void weight_free(test_weight *w)
-{
-    mirror_free(&env, &w->data);
-    if (w->scale.h) mirror_free(&env, &w->scale);
-}
+/* test_weight, test_weight_new and test_weight_free: tests/gpu_harness.h */
 
 /* A layer's routed experts, host and device copies (device-only sets, for timing, have no
  * host data: guh / dnh are unused then). */
@@ -144,8 +108,8 @@ static expert_set experts_new(int ne, int hidden, int inter, int fp8, uint64_t s
     E.guh = xmalloc((size_t)ne * sizeof *E.guh), E.gud = xmalloc((size_t)ne * sizeof *E.gud);
     E.dnh = xmalloc((size_t)ne * sizeof *E.dnh), E.dnd = xmalloc((size_t)ne * sizeof *E.dnd);
     for (int e = 0; e < ne; e++) {
-        E.gu[e] = weight_new(2 * inter, hidden, fp8, seed + 2 * (uint64_t)e);
-        E.dn[e] = weight_new(hidden, inter, fp8, seed + 1 + 2 * (uint64_t)e);
+        E.gu[e] = test_weight_new(&env, 2 * inter, hidden, fp8, seed + 2 * (uint64_t)e);
+        E.dn[e] = test_weight_new(&env, hidden, inter, fp8, seed + 1 + 2 * (uint64_t)e);
         E.guh[e] = E.gu[e].h, E.gud[e] = E.gu[e].d, E.dnh[e] = E.dn[e].h, E.dnd[e] = E.dn[e].d;
     }
     return E;
@@ -196,7 +160,7 @@ static void experts_free(expert_set *E)
         for (int i = 0; i < E->ne * 4; i++)
             if (E->dev[i]) env.gpu.release(env.gpu.ctx, E->dev[i]);
     } else {
-        for (int e = 0; e < E->ne; e++) weight_free(&E->gu[e]), weight_free(&E->dn[e]);
+        for (int e = 0; e < E->ne; e++) test_weight_free(&env, &E->gu[e]), test_weight_free(&env, &E->dn[e]);
     }
     free(E->dev), free(E->gu), free(E->dn), free(E->guh), free(E->gud), free(E->dnh), free(E->dnd);
     memset(E, 0, sizeof *E);

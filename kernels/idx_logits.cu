@@ -13,11 +13,7 @@ extern "C" int dsa_cuda_idx_logits_prefill(void *ctx, const uint8_t *q_fp8, cons
     const char *op = "idx_logits_prefill";
     dsa_cuda_ctx *c = (dsa_cuda_ctx *)ctx;
     if (!c) return DSA_EOP;
-    if (n < 0) return dsa_cuda_fail(c, "%s: n = %d < 0", op, n);
-    if (heads <= 0) return dsa_cuda_fail(c, "%s: heads = %d must be > 0", op, heads);
-    if (q_pos0 < 0) return dsa_cuda_fail(c, "%s: q_pos0 = %d < 0", op, q_pos0);
-    if ((long long)n_keys < (long long)q_pos0 + n)
-        return dsa_cuda_fail(c, "%s: n_keys = %d < q_pos0 + n = %lld", op, n_keys, (long long)q_pos0 + n);
+    if (int rc = check_prefill_shape(c, op, n, heads, n_keys, q_pos0)) return rc;
     if (ld_scores < n_keys) return dsa_cuda_fail(c, "%s: ld_scores = %d < n_keys = %d", op, ld_scores, n_keys);
     if (n == 0) return DSA_OK;
     if (!q_fp8 || !w || !idx_cache || !scores) return dsa_cuda_fail(c, "%s: null pointer", op);
@@ -46,15 +42,9 @@ extern "C" int dsa_cuda_idx_logits_decode(void *ctx, const uint8_t *q_fp8, const
     const char *op = "idx_logits_decode";
     dsa_cuda_ctx *c = (dsa_cuda_ctx *)ctx;
     if (!c) return DSA_EOP;
-    if (batch < 0) return dsa_cuda_fail(c, "%s: batch = %d < 0", op, batch);
-    if (heads <= 0) return dsa_cuda_fail(c, "%s: heads = %d must be > 0", op, heads);
-    if (n_keys < 0) return dsa_cuda_fail(c, "%s: n_keys = %d < 0", op, n_keys);
+    if (int rc = check_decode_shape(c, op, batch, heads, n_keys)) return rc;
     if (ld_scores < n_keys) return dsa_cuda_fail(c, "%s: ld_scores = %d < n_keys = %d", op, ld_scores, n_keys);
-    if (batch > 1 && cache_stride < (size_t)n_keys * KEY_BYTES)
-        return dsa_cuda_fail(c, "%s: cache_stride = %zu < n_keys * %d", op, cache_stride, KEY_BYTES);
-    if (batch > 1 && cache_stride % 4)
-        return dsa_cuda_fail(c, "%s: cache_stride = %zu must be a multiple of 4", op, cache_stride);
-    if (batch > 65535) return dsa_cuda_fail(c, "%s: batch = %d > 65535", op, batch);
+    if (int rc = check_decode_stride(c, op, batch, cache_stride, n_keys)) return rc;
     if (batch == 0 || n_keys == 0) return DSA_OK;
     if (!q_fp8 || !w || !idx_cache || !scores) return dsa_cuda_fail(c, "%s: null pointer", op);
     if (int rc = check_alignment(c, op, q_fp8, idx_cache)) return rc;

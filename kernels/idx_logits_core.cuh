@@ -685,4 +685,37 @@ int check_alignment(dsa_cuda_ctx *c, const char *op, const uint8_t *q, const uin
     return DSA_OK;
 }
 
+// Shape checks the launchers of idx_logits and idx_fused share, in the order they report them.
+// Prefill: n queries at q_pos0 .. q_pos0 + n - 1 against n_keys >= q_pos0 + n keys.
+int check_prefill_shape(dsa_cuda_ctx *c, const char *op, int n, int heads, int n_keys, int q_pos0)
+{
+    if (n < 0) return dsa_cuda_fail(c, "%s: n = %d < 0", op, n);
+    if (heads <= 0) return dsa_cuda_fail(c, "%s: heads = %d must be > 0", op, heads);
+    if (q_pos0 < 0) return dsa_cuda_fail(c, "%s: q_pos0 = %d < 0", op, q_pos0);
+    if ((long long)n_keys < (long long)q_pos0 + n)
+        return dsa_cuda_fail(c, "%s: n_keys = %d < q_pos0 + n = %lld", op, n_keys, (long long)q_pos0 + n);
+    return DSA_OK;
+}
+
+// Decode, before the op's own output checks: batch, heads, n_keys.
+int check_decode_shape(dsa_cuda_ctx *c, const char *op, int batch, int heads, int n_keys)
+{
+    if (batch < 0) return dsa_cuda_fail(c, "%s: batch = %d < 0", op, batch);
+    if (heads <= 0) return dsa_cuda_fail(c, "%s: heads = %d must be > 0", op, heads);
+    if (n_keys < 0) return dsa_cuda_fail(c, "%s: n_keys = %d < 0", op, n_keys);
+    return DSA_OK;
+}
+
+// Decode, after them: the per-request cache stride (rows of KEY_BYTES, 4-byte scales) and the
+// grid's batch dimension.
+int check_decode_stride(dsa_cuda_ctx *c, const char *op, int batch, size_t cache_stride, int n_keys)
+{
+    if (batch > 1 && cache_stride < (size_t)n_keys * KEY_BYTES)
+        return dsa_cuda_fail(c, "%s: cache_stride = %zu < n_keys * %d", op, cache_stride, KEY_BYTES);
+    if (batch > 1 && cache_stride % 4)
+        return dsa_cuda_fail(c, "%s: cache_stride = %zu must be a multiple of 4", op, cache_stride);
+    if (batch > 65535) return dsa_cuda_fail(c, "%s: batch = %d > 65535", op, batch);
+    return DSA_OK;
+}
+
 } // namespace

@@ -14,7 +14,12 @@
 extern "C" {
 #endif
 
-#define DSA_GEMM_CACHE 64
+/* Plans cached: the model's GEMMs (~12 shapes per token count) and the MoE experts' bucketed
+ * row counts (kernels/moe.cu bucket_rows: ~16 per octave, per matrix). */
+#define DSA_GEMM_CACHE 256
+/* Side streams for work that is many small independent launches (the MoE experts' GEMMs of
+ * a prefill chunk): one expert GEMM fills a third of the SMs, several at once fill them. */
+#define DSA_SIDE_STREAMS 4
 
 /* A cuBLASLt algorithm chosen once per shape (DESIGN: "chosen once per shape and cached"). */
 typedef struct dsa_gemm_plan {
@@ -36,6 +41,11 @@ typedef struct dsa_cuda_ctx {
     size_t scratch_bytes;
     dsa_gemm_plan gemm_plans[DSA_GEMM_CACHE];
     cudaEvent_t events[8];
+    /* Created on first use by dsa_cuda_side_streams; each stream has its own cuBLASLt
+     * workspace, since GEMMs running at once must not share one. */
+    cudaStream_t side[DSA_SIDE_STREAMS];
+    void *side_lt_ws[DSA_SIDE_STREAMS];
+    cudaEvent_t side_fork, side_join[DSA_SIDE_STREAMS];
     char err[512];
 } dsa_cuda_ctx;
 
@@ -53,6 +63,12 @@ int dsa_cuda_status(dsa_cuda_ctx *c, cudaError_t st, const char *op);
 /* Device scratch of at least `bytes` (contents undefined, shared by all ops: valid until the
  * next op). Allocation happens only when it grows, so size it once before capturing a graph. */
 int dsa_cuda_scratch(dsa_cuda_ctx *c, size_t bytes, void **p);
+/* Creates the side streams, their workspaces and events if they do not exist yet. */
+int dsa_cuda_side_streams(dsa_cuda_ctx *c);
+/* Fork: every side stream waits for the work queued on c->stream so far. Join: c->stream
+ * waits for everything queued on the side streams. */
+int dsa_cuda_side_fork(dsa_cuda_ctx *c);
+int dsa_cuda_side_join(dsa_cuda_ctx *c);
 
 #ifdef __cplusplus
 }

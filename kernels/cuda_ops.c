@@ -135,6 +135,39 @@ static cudaError_t create_events(dsa_cuda_ctx *c)
     return cudaSuccess;
 }
 
+int dsa_cuda_side_streams(dsa_cuda_ctx *c)
+{
+    const char *op = "side streams";
+    int rc = DSA_OK;
+    if (!c->side_fork)
+        rc = dsa_cuda_status(c, cudaEventCreateWithFlags(&c->side_fork, cudaEventDisableTiming), op);
+    for (int i = 0; i < DSA_SIDE_STREAMS && !rc; i++) {
+        if (!c->side[i]) rc = dsa_cuda_status(c, cudaStreamCreateWithFlags(&c->side[i], cudaStreamNonBlocking), op);
+        if (!rc && !c->side_lt_ws[i]) rc = dsa_cuda_status(c, cudaMalloc(&c->side_lt_ws[i], c->lt_ws_bytes), op);
+        if (!rc && !c->side_join[i])
+            rc = dsa_cuda_status(c, cudaEventCreateWithFlags(&c->side_join[i], cudaEventDisableTiming), op);
+    }
+    return rc;
+}
+
+int dsa_cuda_side_fork(dsa_cuda_ctx *c)
+{
+    int rc = dsa_cuda_status(c, cudaEventRecord(c->side_fork, c->stream), "side fork");
+    for (int i = 0; i < DSA_SIDE_STREAMS && !rc; i++)
+        rc = dsa_cuda_status(c, cudaStreamWaitEvent(c->side[i], c->side_fork, 0), "side fork");
+    return rc;
+}
+
+int dsa_cuda_side_join(dsa_cuda_ctx *c)
+{
+    int rc = DSA_OK;
+    for (int i = 0; i < DSA_SIDE_STREAMS && !rc; i++) {
+        rc = dsa_cuda_status(c, cudaEventRecord(c->side_join[i], c->side[i]), "side join");
+        if (!rc) rc = dsa_cuda_status(c, cudaStreamWaitEvent(c->stream, c->side_join[i], 0), "side join");
+    }
+    return rc;
+}
+
 int dsa_cuda_ops_init(dsa_ops *ops, int device, char *err, size_t err_len)
 {
     memset(ops, 0, sizeof *ops);
@@ -223,6 +256,12 @@ void dsa_cuda_ops_fini(dsa_ops *ops)
         cublasLtMatrixLayoutDestroy(p->c);
     }
     for (int i = 0; i < 8; i++) cudaEventDestroy(c->events[i]);
+    for (int i = 0; i < DSA_SIDE_STREAMS; i++) {
+        if (c->side[i]) cudaStreamDestroy(c->side[i]);
+        if (c->side_lt_ws[i]) cudaFree(c->side_lt_ws[i]);
+        if (c->side_join[i]) cudaEventDestroy(c->side_join[i]);
+    }
+    if (c->side_fork) cudaEventDestroy(c->side_fork);
     cublasLtDestroy(c->lt);
     cudaFree(c->lt_ws);
     if (c->scratch) cudaFree(c->scratch);

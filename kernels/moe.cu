@@ -44,20 +44,24 @@
 //    weights are converted; an expert with more than 16 pairs re-reads its rows (from L2) per
 //    16: a wider pass (n32) for B >= 64.
 //
-// B. Grouped path (larger n; correct, not fast; the next step is a grouped GEMM over all experts
-//    in one launch, driven by device-side offsets so that it can be captured in a graph):
+// B. Grouped path (larger n: prefill). The next step is a grouped GEMM over all experts in one
+//    launch, driven by device-side offsets, so that nothing waits for the host.
 //   1. count the (token, expert) pairs per expert on the device and copy the counts to the
 //      host. THIS SYNCHRONISES THE STREAM: fine for prefill and for eager decode, but this path
 //      cannot be captured in a CUDA graph (it says so instead of failing inside the capture);
-//   2. on the host, give each expert a segment of a pair list, its row count rounded up to a
-//      bucket (multiples of 16 up to 64 rows, then quarter-octave steps), so that only a few
-//      distinct GEMM shapes exist and their cuBLASLt plans stay cached; padded rows are zero;
-//   3. on the device, fill the pair list (token, weight) by expert with atomics;
-//   4. per expert with rows: gather its tokens' rows of x, gate_up GEMM (bf16 out, as a linear
-//      layer), swiglu (bf16), down GEMM with fp32 output, and scatter-add weight * y into an
-//      fp32 accumulator [n, hidden] with atomics;
-//   5. out = bf16(acc + residual), one rounding (the reference's order; residual may alias out).
-//    The fp32 atomics make the expert sum's order (hence its last bits) run-dependent.
+//   2. on the host, give each expert a segment of rows, its pair count rounded up to a bucket
+//      (multiples of 16 up to 1024 rows, then 1/16-octave steps), so that only a few distinct
+//      GEMM shapes exist and their cuBLASLt plans stay cached; padded rows are zero;
+//   3. on the device, list the pairs by expert (token of each row, row of each pair), and
+//      gather every row of x in one launch;
+//   4. the gate_up GEMMs of all experts (bf16 out, as a linear layer), spread round-robin over
+//      DSA_SIDE_STREAMS streams; one swiglu over all rows; the down GEMMs (fp32 out), spread
+//      the same way. Why streams: a chunk of 8192 tokens gives each of 64 experts ~512 rows,
+//      and one such GEMM has too few tiles to fill 132 SMs; several at once do;
+//   5. combine as path A (step 6), reading each pair's row through the row map: out[t] =
+//      bf16(residual[t] + sum_j w[t,j] * y[row(t,j)]), in slot order, no atomics.
+//    Launches per call: ~8 plus two GEMMs per expert with rows (it was five per expert, and
+//    the gaps between ~320 launches per layer and chunk were most of the prefill's idle time).
 // Rounding points of both paths are the reference's (gate_up output bf16, swiglu output bf16,
 // down output fp32, expert sum + residual rounded once); the reference sums in double.
 #include <cub/block/block_scan.cuh>
@@ -176,8 +180,8 @@ count_pairs(const int32_t *__restrict__ ids, long long pairs, int ne, int *__res
 }
 
 __global__ void __launch_bounds__(PAIR_THREADS)
-list_pairs(const int32_t *__restrict__ ids, const float *__restrict__ weights, long long pairs, int topk, int ne,
-           const int *__restrict__ offsets, int *__restrict__ cursor, int *__restrict__ tok, float *__restrict__ wt)
+list_pairs(const int32_t *__restrict__ ids, long long pairs, int topk, int ne, const int *__restrict__ offsets,
+           int *__restrict__ cursor, int *__restrict__ tok, int *__restrict__ pair_row)
 {
     const long long p = (long long)blockIdx.x * PAIR_THREADS + threadIdx.x;
     if (p >= pairs) return;
@@ -185,7 +189,7 @@ list_pairs(const int32_t *__restrict__ ids, const float *__restrict__ weights, l
     if (e < 0 || e >= ne) return;
     const int at = offsets[e] + atomicAdd(&cursor[e], 1);
     tok[at] = (int)(p / topk);
-    wt[at] = weights[p];
+    pair_row[p] = at;
 }
 
 // xg[i, :] = x[tok[i], :], or zeros for a padding row (tok < 0).
@@ -205,38 +209,17 @@ gather_rows(const int *__restrict__ tok, const uint16_t *__restrict__ x, int hid
     }
 }
 
-// acc[tok[i], :] += wt[i] * y[i, :] for the expert's real rows.
-__global__ void __launch_bounds__(ROW_THREADS)
-scatter_add_rows(const int *__restrict__ tok, const float *__restrict__ wt, const float *__restrict__ y, int hidden,
-                 float *__restrict__ acc)
-{
-    const int i = blockIdx.x, t = tok[i];
-    if (t < 0) return;
-    const float w = wt[i];
-    const float *yr = y + (size_t)i * hidden;
-    float *ar = acc + (size_t)t * hidden;
-    for (int c = threadIdx.x; c < hidden; c += ROW_THREADS) atomicAdd(ar + c, __fmul_rn(w, yr[c]));
-}
-
-// out = bf16(acc + residual); residual is read before out is written by the same thread.
-__global__ void __launch_bounds__(PAIR_THREADS)
-finish_rows(const float *__restrict__ acc, size_t total, const uint16_t *residual, uint16_t *out)
-{
-    for (size_t i = blockIdx.x * (size_t)PAIR_THREADS + threadIdx.x; i < total; i += (size_t)gridDim.x * PAIR_THREADS) {
-        float v = acc[i];
-        if (residual) v = __fadd_rn(v, bf16f(residual[i]));
-        out[i] = __bfloat16_as_ushort(__float2bfloat16_rn(v));
-    }
-}
-
-// Rows given to an expert with `count` pairs: few distinct GEMM shapes, at most ~25% padding
-// (plus up to 15 rows), and always a multiple of 16 (FP8 scale vectors stay 16-byte aligned).
+// Rows given to an expert with `count` pairs: a multiple of 16 (FP8 scale vectors stay 16-byte
+// aligned) up to 1024 rows, then 1/16-octave steps: at most 15 padded rows or 6.25% of the
+// GEMM, and few enough distinct shapes (~16 per octave and matrix) that their cuBLASLt plans
+// stay cached (DSA_GEMM_CACHE). Quarter-octave steps wasted ~12% of the experts' GEMMs at
+// glm-4.7-flash's ~512 rows per expert and chunk, where half the experts land just above 512.
 int bucket_rows(int count)
 {
-    if (count <= 16) return 16;
-    int p = 16;
+    if (count <= 1024) return count <= 16 ? 16 : (count + 15) / 16 * 16;
+    int p = 1024;
     while (p <= count / 2) p *= 2; // p <= count < 2p
-    const int step = p / 4 < 16 ? 16 : p / 4;
+    const int step = p / 16;
     return (count + step - 1) / step * step;
 }
 
@@ -591,12 +574,14 @@ expert_gemv(PairGroups g, const __grid_constant__ ExpertTable tab, const uint8_t
     }
 }
 
-// out[t, col] = bf16(residual[t, col] + sum_j w[t, j] * y[t*topk + j, col]) over the slots with
-// an expert, in slot order, fp32. A token with an id >= ne gets NaN (see the header comment).
+// out[t, col] = bf16(residual[t, col] + sum_j w[t, j] * y[row(t, j), col]) over the slots with
+// an expert, in slot order, fp32; row(t, j) = pair_row[t*topk + j], or t*topk + j without a
+// map. A token with an id >= ne gets NaN (see the header comment).
 // residual[o] is read before out[o] is written by the same thread (they may alias).
 __global__ void __launch_bounds__(COMBINE_THREADS)
-combine_pairs(const float *__restrict__ y, const int32_t *__restrict__ ids, const float *__restrict__ wts, int n,
-              int topk, int ne, int hidden, const uint16_t *residual, uint16_t *out)
+combine_pairs(const float *__restrict__ y, const int *__restrict__ pair_row, const int32_t *__restrict__ ids,
+              const float *__restrict__ wts, int n, int topk, int ne, int hidden, const uint16_t *residual,
+              uint16_t *out)
 {
     const int col = blockIdx.x * COMBINE_THREADS + threadIdx.x;
     if (col >= hidden) return;
@@ -611,12 +596,24 @@ combine_pairs(const float *__restrict__ y, const int32_t *__restrict__ ids, cons
                 bad = true;
                 continue;
             }
-            acc = fmaf(__ldg(wts + p), y[p * hidden + col], acc);
+            const size_t row = pair_row ? (size_t)__ldg(pair_row + p) : p;
+            acc = fmaf(__ldg(wts + p), y[row * hidden + col], acc);
         }
         const size_t o = (size_t)t * hidden + col;
         if (residual) acc = __fadd_rn(acc, bf16f(residual[o]));
         out[o] = bad ? (uint16_t)0x7fc0 : __bfloat16_as_ushort(__float2bfloat16_rn(acc));
     }
+}
+
+int launch_combine(dsa_cuda_ctx *c, const float *y, const int *pair_row, const int32_t *ids, const float *weights,
+                   int n, int topk, int ne, int hidden, const bf16_t *residual, bf16_t *out)
+{
+    const dim3 grid((unsigned)((hidden + COMBINE_THREADS - 1) / COMBINE_THREADS),
+                    (unsigned)(n < 65535 ? n : 65535)); // grid.y's limit: combine_pairs loops over tokens
+    combine_pairs<<<grid, COMBINE_THREADS, 0, c->stream>>>(y, pair_row, ids, weights, n, topk, ne, hidden,
+                                                           reinterpret_cast<const uint16_t *>(residual),
+                                                           reinterpret_cast<uint16_t *>(out));
+    return dsa_cuda_check(c, "moe_experts: combine");
 }
 
 // Scratch of the decode path (offsets in bytes, 256-aligned). fp8: also the e4m3 copies of x
@@ -733,12 +730,7 @@ int experts_small(dsa_cuda_ctx *c, const bf16_t *x, int n, int hidden, const int
         if (rc) return rc;
     }
 
-    const dim3 grid_out((unsigned)((hidden + COMBINE_THREADS - 1) / COMBINE_THREADS),
-                        (unsigned)(n < 65535 ? n : 65535)); // grid.y's limit: combine_pairs loops over tokens
-    combine_pairs<<<grid_out, COMBINE_THREADS, 0, c->stream>>>(y, ids, weights, n, topk, ne, hidden,
-                                                               reinterpret_cast<const uint16_t *>(residual),
-                                                               reinterpret_cast<uint16_t *>(out));
-    return dsa_cuda_check(c, "moe_experts: combine");
+    return launch_combine(c, y, NULL, ids, weights, n, topk, ne, hidden, residual, out);
 }
 
 // The grouped path (B) synchronises: it says so instead of failing inside a capture.
@@ -854,16 +846,14 @@ extern "C" int dsa_cuda_moe_experts(void *ctx, const bf16_t *x, int n, int hidde
             rc = dsa_cuda_fail(c, "moe_experts: %d routed ids are >= n_experts %d", h_counts[ne], ne);
     }
 
-    // 2. Segments of the pair list, and the scratch plan.
+    // 2. Segments of rows per expert, and the scratch plan.
     long long total_rows = 0;
-    int max_rows = 0;
     size_t ws_bytes = 0;
     for (int e = 0; e < ne && !rc; e++) {
         h_offsets[e] = (int)total_rows;
         if (!h_counts[e]) continue;
         const int rows = bucket_rows(h_counts[e]);
         total_rows += rows;
-        if (rows > max_rows) max_rows = rows;
         size_t a = dsa_cuda_gemm_ws_bytes(c, rows, &gate_up[e], NULL, 2 * inter, 0, NULL);
         size_t b = dsa_cuda_gemm_ws_bytes(c, rows, &down[e], NULL, hidden, 1, NULL);
         if (a > ws_bytes) ws_bytes = a;
@@ -871,75 +861,79 @@ extern "C" int dsa_cuda_moe_experts(void *ctx, const bf16_t *x, int n, int hidde
     }
     h_offsets[ne] = (int)total_rows;
     if (!rc && total_rows > 0x7fffffffLL) rc = dsa_cuda_fail(c, "moe_experts: %lld routed rows is too many", total_rows);
-    if (rc) {
+    if (!rc) rc = dsa_cuda_side_streams(c);
+    if (rc || total_rows == 0) { // no pair has an expert: out = residual, rounded as the reference
+        if (!rc) rc = launch_combine(c, NULL, NULL, ids, weights, n, topk, ne, hidden, residual, out);
         free(h_counts), free(h_offsets);
         return rc;
     }
 
+    const size_t R = (size_t)total_rows, ws_each = align256(ws_bytes);
     size_t off = 0;
     const size_t o_offsets = off; off += align256(((size_t)ne + 1) * sizeof(int));
     const size_t o_cursor = off;  off += align256((size_t)ne * sizeof(int));
-    const size_t o_tok = off;     off += align256((size_t)total_rows * sizeof(int));
-    const size_t o_wt = off;      off += align256((size_t)total_rows * sizeof(float));
-    const size_t o_xg = off;      off += align256((size_t)max_rows * hidden * 2);
-    const size_t o_gu = off;      off += align256((size_t)max_rows * 2 * inter * 2);
-    const size_t o_h = off;       off += align256((size_t)max_rows * inter * 2);
-    const size_t o_y = off;       off += align256((size_t)max_rows * hidden * sizeof(float));
-    const size_t o_acc = off;     off += align256((size_t)n * hidden * sizeof(float));
-    const size_t o_ws = off;      off += align256(ws_bytes);
+    const size_t o_tok = off;     off += align256(R * sizeof(int));
+    const size_t o_row = off;     off += align256((size_t)pairs * sizeof(int));
+    const size_t o_xg = off;      off += align256(R * hidden * 2);
+    const size_t o_gu = off;      off += align256(R * 2 * inter * 2);
+    const size_t o_h = off;       off += align256(R * inter * 2);
+    const size_t o_y = off;       off += align256(R * hidden * sizeof(float));
+    const size_t o_ws = off;      off += ws_each * DSA_SIDE_STREAMS;
     if ((rc = dsa_cuda_scratch(c, off, &scratch))) {
         free(h_counts), free(h_offsets);
         return rc;
     }
     uint8_t *base = (uint8_t *)scratch;
     int *d_offsets = (int *)(base + o_offsets), *cursor = (int *)(base + o_cursor), *tok = (int *)(base + o_tok);
-    float *wt = (float *)(base + o_wt), *y = (float *)(base + o_y), *acc = (float *)(base + o_acc);
+    int *pair_row = (int *)(base + o_row);
+    float *y = (float *)(base + o_y);
     bf16_t *xg = (bf16_t *)(base + o_xg), *gu = (bf16_t *)(base + o_gu), *h = (bf16_t *)(base + o_h);
-    void *ws = base + o_ws;
 
-    // 3. The pair list, by expert.
-    rc = dsa_cuda_status(c, cudaMemsetAsync(acc, 0, (size_t)n * hidden * sizeof(float), c->stream), op);
-    if (!rc && total_rows > 0) {
-        // h_offsets is pageable: the copy has staged it by the time the call returns.
-        rc = dsa_cuda_status(c, cudaMemcpyAsync(d_offsets, h_offsets, ((size_t)ne + 1) * sizeof(int),
-                                                cudaMemcpyHostToDevice, c->stream), op);
-        if (!rc) rc = dsa_cuda_status(c, cudaMemsetAsync(cursor, 0, (size_t)ne * sizeof(int), c->stream), op);
-        if (!rc) rc = dsa_cuda_status(c, cudaMemsetAsync(tok, 0xff, (size_t)total_rows * sizeof(int), c->stream), op);
-        if (!rc) {
-            list_pairs<<<pair_blocks, PAIR_THREADS, 0, c->stream>>>(ids, weights, pairs, topk, ne, d_offsets, cursor, tok, wt);
-            rc = dsa_cuda_check(c, "moe_experts: pair list");
-        }
-    }
-
-    // 4. Expert by expert.
-    const bool vec = hidden % 8 == 0 && (uintptr_t)x % 16 == 0;
-    for (int e = 0; e < ne && !rc; e++) {
-        if (!h_counts[e]) continue;
-        const int rows = bucket_rows(h_counts[e]);
-        const int *seg_tok = tok + h_offsets[e];
-        if (vec)
-            gather_rows<true><<<rows, ROW_THREADS, 0, c->stream>>>(seg_tok, x, hidden, xg);
-        else
-            gather_rows<false><<<rows, ROW_THREADS, 0, c->stream>>>(seg_tok, x, hidden, xg);
-        if ((rc = dsa_cuda_check(c, "moe_experts: gather"))) break;
-        if ((rc = dsa_cuda_gemm_ex(c, "moe_experts: gate_up", xg, hidden, rows, &gate_up[e], NULL, gu, 2 * inter, 0, ws,
-                                   ws_bytes)))
-            break;
-        if ((rc = dsa_cuda_swiglu(c, gu, rows, inter, h))) break;
-        if ((rc = dsa_cuda_gemm_ex(c, "moe_experts: down", h, inter, rows, &down[e], NULL, y, hidden, 1, ws, ws_bytes)))
-            break;
-        scatter_add_rows<<<rows, ROW_THREADS, 0, c->stream>>>(seg_tok, wt + h_offsets[e], y, hidden, acc);
-        rc = dsa_cuda_check(c, "moe_experts: scatter");
-    }
-
-    // 5. out = bf16(acc + residual).
+    // 3. The rows by expert, and x gathered into them.
+    // h_offsets is pageable: the copy has staged it by the time the call returns.
+    rc = dsa_cuda_status(c, cudaMemcpyAsync(d_offsets, h_offsets, ((size_t)ne + 1) * sizeof(int),
+                                            cudaMemcpyHostToDevice, c->stream), op);
+    if (!rc) rc = dsa_cuda_status(c, cudaMemsetAsync(cursor, 0, (size_t)ne * sizeof(int), c->stream), op);
+    if (!rc) rc = dsa_cuda_status(c, cudaMemsetAsync(tok, 0xff, R * sizeof(int), c->stream), op);
     if (!rc) {
-        const size_t total = (size_t)n * hidden;
-        size_t blocks = (total + PAIR_THREADS - 1) / PAIR_THREADS;
-        if (blocks > (size_t)c->sms * 16) blocks = (size_t)c->sms * 16;
-        finish_rows<<<(unsigned)blocks, PAIR_THREADS, 0, c->stream>>>(acc, total, residual, out);
-        rc = dsa_cuda_check(c, "moe_experts: residual");
+        list_pairs<<<pair_blocks, PAIR_THREADS, 0, c->stream>>>(ids, pairs, topk, ne, d_offsets, cursor, tok, pair_row);
+        rc = dsa_cuda_check(c, "moe_experts: pair list");
     }
+    if (!rc) {
+        if (hidden % 8 == 0 && (uintptr_t)x % 16 == 0)
+            gather_rows<true><<<(unsigned)R, ROW_THREADS, 0, c->stream>>>(tok, x, hidden, xg);
+        else
+            gather_rows<false><<<(unsigned)R, ROW_THREADS, 0, c->stream>>>(tok, x, hidden, xg);
+        rc = dsa_cuda_check(c, "moe_experts: gather");
+    }
+
+    // 4. gate_up GEMMs on the side streams, one swiglu, down GEMMs on the side streams. The
+    //    context's stream and workspace are swapped for a side stream's around each GEMM.
+    for (int pass = 0; pass < 2 && !rc; pass++) {
+        if (pass == 1 && (rc = dsa_cuda_swiglu(c, gu, (int)R, inter, h))) break;
+        if ((rc = dsa_cuda_side_fork(c))) break;
+        cudaStream_t main_stream = c->stream;
+        void *main_ws = c->lt_ws;
+        for (int e = 0, k = 0; e < ne && !rc; e++) {
+            if (!h_counts[e]) continue;
+            const int rows = bucket_rows(h_counts[e]), s = k++ % DSA_SIDE_STREAMS;
+            const size_t r0 = (size_t)h_offsets[e];
+            void *ws = base + o_ws + ws_each * s;
+            c->stream = c->side[s], c->lt_ws = c->side_lt_ws[s];
+            if (pass == 0)
+                rc = dsa_cuda_gemm_ex(c, "moe_experts: gate_up", xg + r0 * hidden, hidden, rows, &gate_up[e], NULL,
+                                      gu + r0 * 2 * inter, 2 * inter, 0, ws, ws_bytes);
+            else
+                rc = dsa_cuda_gemm_ex(c, "moe_experts: down", h + r0 * inter, inter, rows, &down[e], NULL,
+                                      y + r0 * hidden, hidden, 1, ws, ws_bytes);
+            c->stream = main_stream, c->lt_ws = main_ws;
+        }
+        const int jrc = dsa_cuda_side_join(c); // even after a failure: nothing may stay queued behind
+        if (!rc) rc = jrc;
+    }
+
+    // 5. out = bf16(residual + the weighted expert rows), in slot order.
+    if (!rc) rc = launch_combine(c, y, pair_row, ids, weights, n, topk, ne, hidden, residual, out);
     free(h_counts), free(h_offsets);
     return rc;
 }

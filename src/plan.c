@@ -11,8 +11,9 @@
 #define MLA_BF16_TOKEN (576.0 * 2)
 #define MLA_FP8_TOKEN 656.0
 #define IDX_TOKEN 132.0
-/* CUDA context, cuBLASLt workspace and allocator slack, kept free on the device. */
-#define RESERVE_BYTES (1.0 * GIB)
+/* CUDA context, cuBLASLt workspaces (the main stream's and DSA_SIDE_STREAMS more, 64 MiB each)
+ * and allocator slack, kept free on the device. */
+#define RESERVE_BYTES (1.25 * GIB)
 
 dsa_ceilings dsa_ceilings_default(void) { return (dsa_ceilings){800.0, 1470.0, 4000.0}; }
 
@@ -78,9 +79,13 @@ dsa_workspace_sizes dsa_plan_workspace(const dsa_model *m, int phase, int64_t co
                      + 4.0 * m->topk                  /* indices */
                      + H * (2 * 576.0 + 2 * 512 + 4 + 2.0 * m->v) /* query, out_lat, lse, o */
                      + 2 * (3 * ffn_inter)            /* gate|up and SwiGLU output */
-                     + m->n_active * (8.0 + 2 * (h + 3.0 * m->moe_inter)) /* routing, expert rows */
+                     + m->n_active * (8.0 + 8)        /* routing; the grouped experts' row maps */
                      + 4 + 4 + 8;                     /* token, position, slot */
-    w.bytes = T * per_row + 2.0 * m->vocab * (phase == DSA_PREFILL ? 1 : batch);
+    /* The experts' rows (kernels/moe.cu): x gathered (bf16), gate|up (bf16), SwiGLU (bf16) and
+     * the down output (fp32) per (token, expert) pair, padded by up to 6.25% + 16 rows per expert */
+    double expert_row = 2 * h + 2 * (3.0 * m->moe_inter) + 4 * h;
+    double expert_rows = m->n_routed > 0 ? 1.0625 * T * m->n_active + 16.0 * m->n_routed : 0;
+    w.bytes = T * per_row + expert_rows * expert_row + 2.0 * m->vocab * (phase == DSA_PREFILL ? 1 : batch);
     return w;
 }
 

@@ -82,40 +82,102 @@ typedef struct point_spec {
     char fs[DSA_MAX_LAYERS + 1];
 } point_spec;
 
+/* One kernel's interval, sorted by repetition then start time. */
+typedef struct interval {
+    int64_t start, end;
+    int rep, component;
+} interval;
+
+static int cmp_rep_start(const void *a, const void *b)
+{
+    const interval *x = a, *y = b;
+    if (x->rep != y->rep) return x->rep < y->rep ? -1 : 1;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* An open run of overlapping intervals; close() adds its length (ms) to *sum. */
+typedef struct span {
+    int64_t start, end;
+} span;
+
+static void span_add(span *s, const interval *k, double *sum)
+{
+    if (s->end > s->start && k->start <= s->end) {
+        if (k->end > s->end) s->end = k->end;
+        return;
+    }
+    if (s->end > s->start) *sum += (s->end - s->start) * 1e-6;
+    s->start = k->start, s->end = k->end;
+}
+
+static void span_close(span *s, double *sum)
+{
+    if (s->end > s->start) *sum += (s->end - s->start) * 1e-6;
+    s->start = s->end = 0;
+}
+
 int dsa_point_summarise(dsa_point *pt, const dsa_kernel_rec *recs, size_t n, const double *wall_ms, int reps,
                         dsa_err *e)
 {
     int R = reps > 0 ? reps : 1;
     double *sum = calloc((size_t)DSA_NCOMP * R, sizeof *sum), *cover = calloc((size_t)R, sizeof *cover);
+    double *busy = calloc((size_t)R, sizeof *busy);
     int64_t *count = calloc(DSA_NCOMP, sizeof *count);
+    interval *iv = malloc((n ? n : 1) * sizeof *iv);
     free(pt->comps);
     free(pt->kernels);
     pt->comps = calloc(DSA_NCOMP, sizeof *pt->comps);
     pt->kernels = malloc((n ? n : 1) * sizeof *pt->kernels);
     pt->n_comps = 0;
     pt->n_kernels = 0;
-    if (!sum || !cover || !count || !pt->comps || !pt->kernels) {
+    if (!sum || !cover || !busy || !count || !iv || !pt->comps || !pt->kernels) {
         free(sum);
         free(cover);
+        free(busy);
         free(count);
+        free(iv);
         return dsa_fail(e, DSA_EXIT_RUNTIME, "out of host memory");
     }
     if (n) memcpy(pt->kernels, recs, n * sizeof *pt->kernels);
     pt->n_kernels = n;
+    /* A component's time is the union of its kernels' intervals, and busy the union of all:
+     * with one stream that is the sum of durations (DESIGN §4); where kernels overlap (the
+     * MoE experts' GEMMs on side streams) nothing is counted twice, so idle stays >= 0. The
+     * side streams join before the next component starts, so components never overlap each
+     * other and still add up to the wall time. */
+    size_t m = 0;
     for (size_t i = 0; i < n; i++) {
         const dsa_kernel_rec *k = &recs[i];
         if (k->rep < 0 || k->rep >= reps || k->component < 0 || k->component >= DSA_NCOMP) continue;
-        sum[k->component * R + k->rep] += (k->end_ns - k->start_ns) * 1e-6;
+        if (k->end_ns < k->start_ns) continue;
+        iv[m++] = (interval){k->start_ns, k->end_ns, k->rep, k->component};
         count[k->component]++;
     }
+    qsort(iv, m, sizeof *iv, cmp_rep_start);
+    span open[DSA_NCOMP], all = {0, 0};
+    memset(open, 0, sizeof open);
+    for (size_t j = 0; j < m; j++) {
+        const interval *k = &iv[j];
+        if (j > 0 && iv[j - 1].rep != k->rep) { /* a new repetition: close the previous one's */
+            const int r = iv[j - 1].rep;
+            for (int c = 0; c < DSA_NCOMP; c++) span_close(&open[c], &sum[c * R + r]);
+            span_close(&all, &busy[r]);
+        }
+        span_add(&open[k->component], k, &sum[k->component * R + k->rep]);
+        span_add(&all, k, &busy[k->rep]);
+    }
+    if (m > 0) {
+        const int r = iv[m - 1].rep;
+        for (int c = 0; c < DSA_NCOMP; c++) span_close(&open[c], &sum[c * R + r]);
+        span_close(&all, &busy[r]);
+    }
+    free(iv);
     /* idle = wall - busy, so the components add up to the wall time */
     for (int r = 0; r < reps; r++) {
-        double busy = 0;
-        for (int c = 0; c < DSA_NCOMP; c++)
-            if (c != DSA_C_IDLE) busy += sum[c * R + r];
-        sum[DSA_C_IDLE * R + r] = wall_ms[r] > busy ? wall_ms[r] - busy : 0;
-        cover[r] = wall_ms[r] > 0 ? busy / wall_ms[r] : 0;
+        sum[DSA_C_IDLE * R + r] = wall_ms[r] > busy[r] ? wall_ms[r] - busy[r] : 0;
+        cover[r] = wall_ms[r] > 0 ? busy[r] / wall_ms[r] : 0;
     }
+    free(busy);
     double wall = reps > 0 ? dsa_median(wall_ms, reps) : 0;
     if (reps > 0) count[DSA_C_IDLE] = reps; /* one idle entry per repetition, no kernel */
     pt->indexer_ms = 0;

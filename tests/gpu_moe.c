@@ -7,8 +7,9 @@
  * k blocks; FP8 block-scaled experts (k not a multiple of 128 too); routings with every token on
  * the same experts (one expert with up to 64 pairs: several passes of 16), with an expert
  * repeated within a token, with ids of -1, and with an id >= n_experts (that token's row must be
- * NaN, the others right). Residual none, separate, or aliasing out. One case above 512 pairs
- * checks the grouped path still agrees, and that it refuses a capture.
+ * NaN, the others right). Residual none, separate, or aliasing out. Cases above 512 pairs check
+ * the grouped path (path B: GEMMs spread over side streams; bf16 and FP8, even and skewed
+ * routings, residual in place) and that it refuses a capture; it is deterministic too.
  * Graphs: dsa_cuda_moe_reserve, capture on ctx->stream, instantiate, replay twice against the
  * reference, then new ids and weights uploaded into the same buffers and replayed again (the
  * routing lives on the device); capturing without a reserve must fail with a message naming
@@ -20,7 +21,7 @@
  * intermediate bf16 rounding now and then: a few 1e-3 at most. FP8: the activations are
  * quantised with the same expression on both sides (codes normally identical), products of
  * e4m3 values are exact on both, so the same bound holds.
- * Determinism: the decode path uses no atomics, so a second run (eager or graph replay) must
+ * Determinism: neither path sums with atomics, so a second run (eager or graph replay) must
  * give the same bits as the first: checked as a count of differing elements, which must be 0.
  * Outputs are poisoned (0xFF: NaN) before every GPU run so unwritten elements fail.
  * Timing lines ("info:") are printed for graph replays on glm and DeepSeek-V3 shapes with the
@@ -488,6 +489,8 @@ int main(void)
     test_eager(&tiny, 8, 2, ROUTE_BAD, 1, 0); /* token 4 */
     test_eager(&tiny, 3, 2, ROUTE_RANDOM, 1, 1);  /* x not 16-byte aligned: element loads for x */
     test_eager(&tiny, 300, 2, ROUTE_RANDOM, 1, 0); /* 600 pairs: the grouped path */
+    test_eager(&tiny, 300, 8, ROUTE_RANDOM, 2, 0); /* grouped, every expert ~260 rows, in place */
+    test_eager(&tiny, 520, 2, ROUTE_SAME, 0, 0);   /* grouped, two experts with all the rows */
     expect_capture_failure(&tiny, 300, 2, "grouped path", "capturing the grouped path (600 pairs) fails");
 
     /* Element-by-element loads and partial tiles: hidden 100 and inter 36 (neither a multiple
@@ -508,6 +511,7 @@ int main(void)
     test_eager(&glm, 8, 8, ROUTE_RANDOM, 2, 0);
     test_eager(&glm, 64, 4, ROUTE_SAME, 1, 0); /* 4 experts with 64 pairs (51 for the last slot) */
     test_eager(&glm, 8, 4, ROUTE_DUP, 1, 0);
+    test_eager(&glm, 160, 4, ROUTE_RANDOM, 1, 0); /* grouped: 64 experts, ~10 rows each, 4 side streams */
 
     /* FP8 block-scaled experts: small ones, ones with k not a multiple of 128 (hidden 272,
      * inter 144: partial k blocks, up rows across a 128-row scale block), glm-shaped ones. */
@@ -516,6 +520,7 @@ int main(void)
     test_eager(&f8, 3, 4, ROUTE_RANDOM, 2, 0);
     test_eager(&f8, 8, 4, ROUTE_RANDOM, 0, 0);
     test_eager(&f8, 20, 2, ROUTE_SAME, 1, 0);
+    test_eager(&f8, 200, 4, ROUTE_RANDOM, 1, 0); /* grouped, FP8 GEMMs on the side streams */
     expert_set f8odd = experts_new(6, 272, 144, 1, 6500);
     test_eager(&f8odd, 5, 2, ROUTE_RANDOM, 1, 0);
     expert_set f8glm = experts_new(8, 2048, 1536, 1, 7000);

@@ -100,6 +100,33 @@ static void test_summarise(void)
     free(pt.kernels);
 }
 
+/* Kernels at once (the MoE experts' GEMMs on side streams): a component's time is the union of
+ * its intervals and busy the union of all, never their sum. One repetition, wall 30 ms:
+ *   moe_experts [10,14] [11,13] [12,16] [20,21] -> 6 + 1 = 7 ms, 4 kernels
+ *   moe_shared  [0,2] [1,3]                     -> 3 ms
+ *   busy 10 -> idle 20, coverage 1/3 (the sum of durations would give 13). */
+static void test_summarise_overlap(void)
+{
+    const double wall[] = {30};
+    dsa_kernel_rec r[] = {
+        rec(0, 1, DSA_C_MOE_EXPERTS, 12, 16), rec(0, 1, DSA_C_MOE_EXPERTS, 10, 14), rec(0, 1, DSA_C_MOE_SHARED, 1, 3),
+        rec(0, 1, DSA_C_MOE_EXPERTS, 11, 13), rec(0, 1, DSA_C_MOE_EXPERTS, 20, 21), rec(0, 1, DSA_C_MOE_SHARED, 0, 2),
+    };
+    dsa_point pt;
+    dsa_err e = {{0}};
+    memset(&pt, 0, sizeof pt);
+    CHECK_INT(dsa_point_summarise(&pt, r, sizeof r / sizeof r[0], wall, 1, &e), 0);
+    const dsa_comp_stat *s = find_comp(&pt, DSA_C_MOE_EXPERTS);
+    CHECK(s && fabs(s->median_ms - 7) < 1e-9 && s->kernels == 4);
+    s = find_comp(&pt, DSA_C_MOE_SHARED);
+    CHECK(s && fabs(s->median_ms - 3) < 1e-9 && s->kernels == 2);
+    s = find_comp(&pt, DSA_C_IDLE);
+    CHECK(s && fabs(s->median_ms - 20) < 1e-9);
+    CHECK_NEAR(pt.coverage, 10.0 / 30, 1e-12);
+    free(pt.comps);
+    free(pt.kernels);
+}
+
 static void test_external_ids(void)
 {
     int c, l;
@@ -350,6 +377,7 @@ static void test_report(void)
 int main(void)
 {
     test_summarise();
+    test_summarise_overlap();
     test_external_ids();
     test_attribution();
     test_host_timers();

@@ -15,11 +15,12 @@ extern "C" {
 #endif
 
 /* Plans cached: the model's GEMMs (~12 shapes per token count) and the MoE experts' bucketed
- * row counts (kernels/moe.cu bucket_rows: ~16 per octave, per matrix). */
-#define DSA_GEMM_CACHE 256
+ * row counts (kernels/moe.cu bucket_rows: ~16 per octave, per matrix, and 47 layers' routers
+ * spread them). 256 entries thrashed in a 200K prefill: a miss costs ~0.6 ms of heuristics. */
+#define DSA_GEMM_CACHE 1024
 /* Side streams for work that is many small independent launches (the MoE experts' GEMMs of
  * a prefill chunk): one expert GEMM fills a third of the SMs, several at once fill them. */
-#define DSA_SIDE_STREAMS 4
+#define DSA_SIDE_STREAMS 8
 
 /* A cuBLASLt algorithm chosen once per shape (DESIGN: "chosen once per shape and cached"). */
 typedef struct dsa_gemm_plan {

@@ -183,22 +183,30 @@ static int plan_build(dsa_cuda_ctx *c, const char *op, const lt_problem *p, cons
 static int plan_get(dsa_cuda_ctx *c, const char *op, const lt_problem *p, const float *w_scale, const float *a_scale,
                     dsa_gemm_plan **out)
 {
-    dsa_gemm_plan *free_slot = NULL;
+    /* Open addressing from the problem's hash: a probe ends at the first unused entry (not
+     * cached). Entries are only ever replaced in place, so probe chains keep no holes (except
+     * after a failed build, which at worst builds a plan twice). A full scan per GEMM cost
+     * ~128 x 256 comparisons per MoE call on the host's critical path after its sync. */
+    const unsigned h = plan_hash(p);
+    dsa_gemm_plan *slot = NULL;
     for (int i = 0; i < DSA_GEMM_CACHE; i++) {
-        dsa_gemm_plan *pl = &c->gemm_plans[i];
+        dsa_gemm_plan *pl = &c->gemm_plans[(h + (unsigned)i) % DSA_GEMM_CACHE];
+        if (!pl->used) {
+            slot = pl;
+            break;
+        }
         if (plan_matches(pl, p)) {
             *out = pl;
             return DSA_OK;
         }
-        if (!pl->used && !free_slot) free_slot = pl;
     }
-    if (!free_slot) { /* full: replace one entry (descriptors are not referenced after enqueue) */
-        free_slot = &c->gemm_plans[plan_hash(p) % DSA_GEMM_CACHE];
-        plan_destroy(free_slot);
+    if (!slot) { /* full: replace one entry (descriptors are not referenced after enqueue) */
+        slot = &c->gemm_plans[h % DSA_GEMM_CACHE];
+        plan_destroy(slot);
     }
-    int rc = plan_build(c, op, p, w_scale, a_scale, free_slot);
+    int rc = plan_build(c, op, p, w_scale, a_scale, slot);
     if (rc) return rc;
-    *out = free_slot;
+    *out = slot;
     return DSA_OK;
 }
 

@@ -54,13 +54,13 @@
 //      GEMM shapes exist and their cuBLASLt plans stay cached; padded rows are zero;
 //   3. on the device, list the pairs by expert (token of each row, row of each pair), and
 //      gather every row of x in one launch;
-//   4. the gate_up GEMMs of all experts (bf16 out, as a linear layer), spread round-robin over
-//      DSA_SIDE_STREAMS streams; one swiglu over all rows; the down GEMMs (fp32 out), spread
-//      the same way. Why streams: a chunk of 8192 tokens gives each of 64 experts ~512 rows,
-//      and one such GEMM has too few tiles to fill 132 SMs; several at once do;
+//   4. per expert, on side stream k % DSA_SIDE_STREAMS (8): gate_up GEMM (bf16 out, as a linear
+//      layer), swiglu (bf16), down GEMM (fp32 out). Why streams: a chunk of 8192 tokens gives
+//      each of 64 experts ~512 rows, and one such GEMM leaves SMs idle in its tail wave;
+//      several at once fill them;
 //   5. combine as path A (step 6), reading each pair's row through the row map: out[t] =
 //      bf16(residual[t] + sum_j w[t,j] * y[row(t,j)]), in slot order, no atomics.
-//    Launches per call: ~8 plus two GEMMs per expert with rows (it was five per expert, and
+//    Launches per call: ~8 plus three per expert with rows (it was five per expert, and
 //    the gaps between ~320 launches per layer and chunk were most of the prefill's idle time).
 // Rounding points of both paths are the reference's (gate_up output bf16, swiglu output bf16,
 // down output fp32, expert sum + residual rounded once); the reference sums in double.
@@ -577,16 +577,22 @@ expert_gemv(PairGroups g, const __grid_constant__ ExpertTable tab, const uint8_t
 // out[t, col] = bf16(residual[t, col] + sum_j w[t, j] * y[row(t, j), col]) over the slots with
 // an expert, in slot order, fp32; row(t, j) = pair_row[t*topk + j], or t*topk + j without a
 // map. A token with an id >= ne gets NaN (see the header comment).
+// V columns per thread: 4 (16-byte loads of y) when hidden % 4 == 0, else 1; the sum per column
+// is the same either way. Why 4: with one float per thread the prefill combine (8192 tokens x
+// top-4 rows of 8 KB, read through the row map) ran at 1.4 TB/s.
 // residual[o] is read before out[o] is written by the same thread (they may alias).
+template <int V>
 __global__ void __launch_bounds__(COMBINE_THREADS)
 combine_pairs(const float *__restrict__ y, const int *__restrict__ pair_row, const int32_t *__restrict__ ids,
               const float *__restrict__ wts, int n, int topk, int ne, int hidden, const uint16_t *residual,
               uint16_t *out)
 {
-    const int col = blockIdx.x * COMBINE_THREADS + threadIdx.x;
+    const int col = (blockIdx.x * COMBINE_THREADS + threadIdx.x) * V;
     if (col >= hidden) return;
     for (int t = blockIdx.y; t < n; t += gridDim.y) {
-        float acc = 0.0f;
+        float acc[V];
+#pragma unroll
+        for (int i = 0; i < V; i++) acc[i] = 0.0f;
         bool bad = false;
         for (int j = 0; j < topk; j++) {
             const size_t p = (size_t)t * topk + j;
@@ -597,22 +603,39 @@ combine_pairs(const float *__restrict__ y, const int *__restrict__ pair_row, con
                 continue;
             }
             const size_t row = pair_row ? (size_t)__ldg(pair_row + p) : p;
-            acc = fmaf(__ldg(wts + p), y[row * hidden + col], acc);
+            const float w = __ldg(wts + p);
+            if constexpr (V == 4) {
+                const float4 v = *reinterpret_cast<const float4 *>(y + row * hidden + col);
+                acc[0] = fmaf(w, v.x, acc[0]), acc[1] = fmaf(w, v.y, acc[1]);
+                acc[2] = fmaf(w, v.z, acc[2]), acc[3] = fmaf(w, v.w, acc[3]);
+            } else {
+                acc[0] = fmaf(w, y[row * hidden + col], acc[0]);
+            }
         }
-        const size_t o = (size_t)t * hidden + col;
-        if (residual) acc = __fadd_rn(acc, bf16f(residual[o]));
-        out[o] = bad ? (uint16_t)0x7fc0 : __bfloat16_as_ushort(__float2bfloat16_rn(acc));
+#pragma unroll
+        for (int i = 0; i < V; i++) {
+            const size_t o = (size_t)t * hidden + col + i;
+            float v = acc[i];
+            if (residual) v = __fadd_rn(v, bf16f(residual[o]));
+            out[o] = bad ? (uint16_t)0x7fc0 : __bfloat16_as_ushort(__float2bfloat16_rn(v));
+        }
     }
 }
 
 int launch_combine(dsa_cuda_ctx *c, const float *y, const int *pair_row, const int32_t *ids, const float *weights,
                    int n, int topk, int ne, int hidden, const bf16_t *residual, bf16_t *out)
 {
-    const dim3 grid((unsigned)((hidden + COMBINE_THREADS - 1) / COMBINE_THREADS),
+    // y rows are hidden floats in 256-byte aligned scratch: 16-byte aligned when hidden % 4 == 0
+    const bool vec = hidden % 4 == 0 && (uintptr_t)y % 16 == 0;
+    const int per_block = COMBINE_THREADS * (vec ? 4 : 1);
+    const dim3 grid((unsigned)((hidden + per_block - 1) / per_block),
                     (unsigned)(n < 65535 ? n : 65535)); // grid.y's limit: combine_pairs loops over tokens
-    combine_pairs<<<grid, COMBINE_THREADS, 0, c->stream>>>(y, pair_row, ids, weights, n, topk, ne, hidden,
-                                                           reinterpret_cast<const uint16_t *>(residual),
-                                                           reinterpret_cast<uint16_t *>(out));
+    const uint16_t *res = reinterpret_cast<const uint16_t *>(residual);
+    uint16_t *o = reinterpret_cast<uint16_t *>(out);
+    if (vec)
+        combine_pairs<4><<<grid, COMBINE_THREADS, 0, c->stream>>>(y, pair_row, ids, weights, n, topk, ne, hidden, res, o);
+    else
+        combine_pairs<1><<<grid, COMBINE_THREADS, 0, c->stream>>>(y, pair_row, ids, weights, n, topk, ne, hidden, res, o);
     return dsa_cuda_check(c, "moe_experts: combine");
 }
 
@@ -907,11 +930,12 @@ extern "C" int dsa_cuda_moe_experts(void *ctx, const bf16_t *x, int n, int hidde
         rc = dsa_cuda_check(c, "moe_experts: gather");
     }
 
-    // 4. gate_up GEMMs on the side streams, one swiglu, down GEMMs on the side streams. The
-    //    context's stream and workspace are swapped for a side stream's around each GEMM.
-    for (int pass = 0; pass < 2 && !rc; pass++) {
-        if (pass == 1 && (rc = dsa_cuda_swiglu(c, gu, (int)R, inter, h))) break;
-        if ((rc = dsa_cuda_side_fork(c))) break;
+    // 4. Per expert, on side stream k % DSA_SIDE_STREAMS: gate_up GEMM, swiglu, down GEMM. The
+    //    context's stream and workspace are swapped for the side stream's around its launches.
+    //    Why per expert rather than all gate_ups, one swiglu, all downs: without the barrier
+    //    between the two phases, one expert's down GEMM fills the tail of another's gate_up.
+    if (!rc) rc = dsa_cuda_side_fork(c);
+    if (!rc) {
         cudaStream_t main_stream = c->stream;
         void *main_ws = c->lt_ws;
         for (int e = 0, k = 0; e < ne && !rc; e++) {
@@ -920,10 +944,10 @@ extern "C" int dsa_cuda_moe_experts(void *ctx, const bf16_t *x, int n, int hidde
             const size_t r0 = (size_t)h_offsets[e];
             void *ws = base + o_ws + ws_each * s;
             c->stream = c->side[s], c->lt_ws = c->side_lt_ws[s];
-            if (pass == 0)
-                rc = dsa_cuda_gemm_ex(c, "moe_experts: gate_up", xg + r0 * hidden, hidden, rows, &gate_up[e], NULL,
-                                      gu + r0 * 2 * inter, 2 * inter, 0, ws, ws_bytes);
-            else
+            rc = dsa_cuda_gemm_ex(c, "moe_experts: gate_up", xg + r0 * hidden, hidden, rows, &gate_up[e], NULL,
+                                  gu + r0 * 2 * inter, 2 * inter, 0, ws, ws_bytes);
+            if (!rc) rc = dsa_cuda_swiglu(c, gu + r0 * 2 * inter, rows, inter, h + r0 * inter);
+            if (!rc)
                 rc = dsa_cuda_gemm_ex(c, "moe_experts: down", h + r0 * inter, inter, rows, &down[e], NULL,
                                       y + r0 * hidden, hidden, 1, ws, ws_bytes);
             c->stream = main_stream, c->lt_ws = main_ws;

@@ -11,9 +11,9 @@
 #define MLA_BF16_TOKEN (576.0 * 2)
 #define MLA_FP8_TOKEN 656.0
 #define IDX_TOKEN 132.0
-/* CUDA context, cuBLASLt workspaces (the main stream's and DSA_SIDE_STREAMS more, 64 MiB each)
+/* CUDA context, cuBLASLt workspaces (the main stream's and DSA_SIDE_STREAMS = 8 more, 64 MiB each)
  * and allocator slack, kept free on the device. */
-#define RESERVE_BYTES (1.25 * GIB)
+#define RESERVE_BYTES (1.5 * GIB)
 
 dsa_ceilings dsa_ceilings_default(void) { return (dsa_ceilings){800.0, 1470.0, 4000.0}; }
 
@@ -200,7 +200,8 @@ int dsa_plan_point(const dsa_model *m, const dsa_plan_opts *o, const char *fs, i
     } else {
         for (int l = 0; l < o->layers; l++) p->weights += dsa_plan_layer_weight_bytes(m, l, fs[l] == 'F', fp8);
     }
-    double slots = phase == DSA_PREFILL ? (double)context : (double)batch * (context + 1);
+    /* decode: each request's slots rounded up to 32 (src/forward.c req_slots) */
+    double slots = phase == DSA_PREFILL ? (double)context : (double)batch * (double)((context + 1 + 31) / 32 * 32);
     p->mla_cache = o->layers * slots * (phase == DSA_PREFILL ? MLA_BF16_TOKEN + MLA_FP8_TOKEN : MLA_FP8_TOKEN);
     p->idx_cache = p->n_full * slots * IDX_TOKEN;
     p->workspace = dsa_plan_workspace(m, phase, context, batch, chunk, o->fused_indexer).bytes;

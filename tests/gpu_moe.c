@@ -511,7 +511,7 @@ int main(void)
     test_eager(&glm, 8, 8, ROUTE_RANDOM, 2, 0);
     test_eager(&glm, 64, 4, ROUTE_SAME, 1, 0); /* 4 experts with 64 pairs (51 for the last slot) */
     test_eager(&glm, 8, 4, ROUTE_DUP, 1, 0);
-    test_eager(&glm, 160, 4, ROUTE_RANDOM, 1, 0); /* grouped: 64 experts, ~10 rows each, 4 side streams */
+    test_eager(&glm, 160, 4, ROUTE_RANDOM, 1, 0); /* grouped: 64 experts, ~10 rows each, over the side streams */
 
     /* FP8 block-scaled experts: small ones, ones with k not a multiple of 128 (hidden 272,
      * inter 144: partial k blocks, up rows across a 128-row scale block), glm-shaped ones. */

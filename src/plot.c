@@ -204,6 +204,16 @@ static int run_gnuplot(plot_ctx *c, const char *name)
     return 0;
 }
 
+/* The tail of every figure: commit its .dat and .gp files and render them; or, when rc is set
+ * or a commit fails, remove what was written. */
+static int figure_end(plot_ctx *c, const char *name, outfile *dat, outfile *gp, int rc)
+{
+    if (!rc && !(rc = of_commit(dat, c->e)) && !(rc = of_commit(gp, c->e))) return run_gnuplot(c, name);
+    of_abort(dat);
+    of_abort(gp);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- labels */
 
 /* Context in tokens as the paper writes it: 200000 -> 200K, 65536 -> 64Ki, 512 -> 512. */
@@ -521,12 +531,8 @@ static int fig_speedup(plot_ctx *c, const dsa_report_row *rows, int n, int decod
     }
     gp_end(g);
     free(block_of);
-    if ((rc = of_commit(&dat, c->e)) || (rc = of_commit(&gp, c->e))) goto out;
-    view_free(&v);
-    return run_gnuplot(c, name);
 out:
-    of_abort(&dat);
-    of_abort(&gp);
+    rc = figure_end(c, name, &dat, &gp, rc);
     view_free(&v);
     return rc;
 }
@@ -673,14 +679,8 @@ static int fig_indexer_share(plot_ctx *c, const dsa_report_row *rows, int n)
     }
     fprintf(g, "\n");
     gp_end(g);
-    if ((rc = of_commit(&dat, c->e)) || (rc = of_commit(&gp, c->e))) goto out;
-    free(all);
-    view_free(&vp);
-    view_free(&vd);
-    return run_gnuplot(c, name);
 out:
-    of_abort(&dat);
-    of_abort(&gp);
+    rc = figure_end(c, name, &dat, &gp, rc);
     free(all);
     view_free(&vp);
     view_free(&vd);
@@ -828,12 +828,8 @@ static int fig_breakdown(plot_ctx *c, const dsa_report_row *rows, int n, int dec
             name, col_last, "%.3g", col_last + 1, decode ? "" : " / 1000");
     gp_end(g);
     free(groups);
-    if ((rc = of_commit(&dat, c->e)) || (rc = of_commit(&gp, c->e))) goto out;
-    view_free(&v);
-    return run_gnuplot(c, name);
 out:
-    of_abort(&dat);
-    of_abort(&gp);
+    rc = figure_end(c, name, &dat, &gp, rc);
     view_free(&v);
     return rc;
 }
@@ -937,11 +933,8 @@ static int fig_kernels(plot_ctx *c, const dsa_run *run, const char *file)
                "title \"GB/s, %% of the copy bandwidth (bytes as counted; sparse_mla_prefill: gathered rows, mostly L2)\"\n",
             name, name);
     gp_end(g);
-    if ((rc = of_commit(&dat, c->e)) || (rc = of_commit(&gp, c->e))) goto out;
-    return run_gnuplot(c, name);
 out:
-    of_abort(&dat);
-    of_abort(&gp);
+    rc = figure_end(c, name, &dat, &gp, rc);
     return rc;
 }
 
@@ -1064,13 +1057,8 @@ static int fig_compare(plot_ctx *c, const char *name, const dsa_run *base, const
                     name, dsa_verdict_name(verdicts[k]), colours[k], dsa_verdict_name(verdicts[k]));
     fprintf(g, "\n");
     gp_end(g);
-    if ((rc = of_commit(&dat, c->e)) || (rc = of_commit(&gp, c->e))) goto out;
-    free(m);
-    dsa_compare_free(&cmp);
-    return run_gnuplot(c, name);
 out:
-    of_abort(&dat);
-    of_abort(&gp);
+    rc = figure_end(c, name, &dat, &gp, rc);
     free(m);
     dsa_compare_free(&cmp);
     return rc;

@@ -204,6 +204,17 @@ static int run_gnuplot(plot_ctx *c, const char *name)
     return 0;
 }
 
+/* The head of every figure: open NAME.dat and NAME.gp (written under .tmp names until
+ * figure_end commits them). */
+static int figure_begin(plot_ctx *c, const char *name, outfile *dat, outfile *gp)
+{
+    char fname[64];
+    snprintf(fname, sizeof fname, "%s.dat", name);
+    int rc = of_open(dat, c->o->out_dir, fname, c->e);
+    snprintf(fname, sizeof fname, "%s.gp", name);
+    return rc ? rc : of_open(gp, c->o->out_dir, fname, c->e);
+}
+
 /* The tail of every figure: commit its .dat and .gp files and render them; or, when rc is set
  * or a commit fails, remove what was written. */
 static int figure_end(plot_ctx *c, const char *name, outfile *dat, outfile *gp, int rc)
@@ -441,11 +452,7 @@ static int fig_speedup(plot_ctx *c, const dsa_report_row *rows, int n, int decod
     char desc[320];
     runs_desc(v.rows, v.n, desc, sizeof desc);
     outfile dat = {0}, gp = {0};
-    char fname[64];
-    snprintf(fname, sizeof fname, "%s.dat", name);
-    if ((rc = of_open(&dat, c->o->out_dir, fname, c->e))) goto out;
-    snprintf(fname, sizeof fname, "%s.gp", name);
-    if ((rc = of_open(&gp, c->o->out_dir, fname, c->e))) goto out;
+    if ((rc = figure_begin(c, name, &dat, &gp))) goto out;
 
     FILE *d = dat.f, *g = gp.f;
     fprintf(d, "# %s: %s time of the full-indexer point / time of this point, same model, context, batch and chunk\n", name, phase);
@@ -609,8 +616,7 @@ static int fig_indexer_share(plot_ctx *c, const dsa_report_row *rows, int n)
     }
     double span = (double)(xmax - xmin), pad = span > 0 ? 0.08 * span : 0.5 * (double)xmax;
     outfile dat = {0}, gp = {0};
-    if ((rc = of_open(&dat, c->o->out_dir, "indexer_share.dat", c->e)) || (rc = of_open(&gp, c->o->out_dir, "indexer_share.gp", c->e)))
-        goto out;
+    if ((rc = figure_begin(c, name, &dat, &gp))) goto out;
     FILE *d = dat.f, *g = gp.f;
     fprintf(d, "# indexer_share: indexer time (idx_proj + idx_logits + idx_topk + idx_fused medians) / wall median, "
                "full-indexer config\n# %s\n# one block per (phase, series, batch) (gnuplot index 0, 1, ...)\n", desc);
@@ -742,11 +748,7 @@ static int fig_breakdown(plot_ctx *c, const dsa_report_row *rows, int n, int dec
     runs_desc(v.rows, v.n, desc, sizeof desc);
     const char *how = strcmp(v.rows[0]->run->dev.kind, "cpu") ? "GPU kernel time (CUPTI)" : "host-timed reference kernels";
     outfile dat = {0}, gp = {0};
-    char fname[64];
-    snprintf(fname, sizeof fname, "%s.dat", name);
-    if ((rc = of_open(&dat, c->o->out_dir, fname, c->e))) goto out;
-    snprintf(fname, sizeof fname, "%s.gp", name);
-    if ((rc = of_open(&gp, c->o->out_dir, fname, c->e))) goto out;
+    if ((rc = figure_begin(c, name, &dat, &gp))) goto out;
     FILE *d = dat.f, *g = gp.f;
     fprintf(d, "# %s: per-component median time (ms) of each point, %s; idle = wall - busy\n# %s\n", name, how, desc);
     fprintf(d, "# wall_ms: the wall of the repetitions the components come from (GPU: the traced ones); "
@@ -866,8 +868,7 @@ static int fig_kernels(plot_ctx *c, const dsa_run *run, const char *file)
         return skip(c, "the kernels file has no measured ceilings in /device");
     outfile dat = {0}, gp = {0};
     int rc;
-    if ((rc = of_open(&dat, c->o->out_dir, "kernels_roofline.dat", c->e)) || (rc = of_open(&gp, c->o->out_dir, "kernels_roofline.gp", c->e)))
-        goto out;
+    if ((rc = figure_begin(c, name, &dat, &gp))) goto out;
     FILE *d = dat.f, *g = gp.f;
     fprintf(d, "# kernels_roofline: each kernel case against the ceilings measured in the same run (%s)\n", base_name(file));
     fprintf(d, "# %s: bf16 %.1f TFLOP/s, fp8 %.1f TFLOP/s, copy %.1f GB/s\n", dev->name, dev->peak_bf16_tflops,
@@ -997,11 +998,7 @@ static int fig_compare(plot_ctx *c, const char *name, const dsa_run *base, const
     double pad = 0.08 * (ymax - ymin) + 1;
     int kernels = !strcmp(m[0].row->base->phase, "kernel");
     outfile dat = {0}, gp = {0};
-    char fname[64];
-    snprintf(fname, sizeof fname, "%s.dat", name);
-    if ((rc = of_open(&dat, c->o->out_dir, fname, c->e))) goto out;
-    snprintf(fname, sizeof fname, "%s.gp", name);
-    if ((rc = of_open(&gp, c->o->out_dir, fname, c->e))) goto out;
+    if ((rc = figure_begin(c, name, &dat, &gp))) goto out;
     FILE *d = dat.f, *g = gp.f;
     fprintf(d, "# %s: NEW %s against BASE %s, median time per matched %s, sorted by ratio (dsa-bench compare's rows)\n", name,
             base_name(cur_file), base_name(base_file), kernels ? "kernel case (per launch)" : "point (per repetition)");

@@ -32,10 +32,7 @@ struct dsa_fwd {
     int64_t context;
     int T;          /* rows per step: chunk (capped at context) or batch */
     int64_t slots;  /* cache slots per layer: context (prefill) or batch * req_slots */
-    int64_t req_slots; /* decode: one request's slots, context + 1 rounded up to 32: the indexer
-                        * kernels copy a request's keys with 16-byte bulk copies only from a
-                        * 16-byte aligned start (else 4-byte loads, ~6x slower at B = 8), and
-                        * 32 * 132 B = 4224 B keeps every request's cache 128-byte aligned */
+    int64_t req_slots; /* decode: one request's slots (dsa_plan_request_slots: aligned caches) */
     int last_rows;  /* rows of the last step */
     float attn_scale;
 
@@ -426,7 +423,7 @@ int dsa_fwd_create(const dsa_model *m, const dsa_ops *ops, const dsa_fwd_opts *o
     f->batch = phase == DSA_PREFILL ? 1 : batch;
     f->chunk = chunk;
     f->T = phase == DSA_PREFILL ? (int)(chunk < context ? chunk : context) : batch;
-    f->req_slots = (context + 1 + 31) / 32 * 32;
+    f->req_slots = dsa_plan_request_slots(context);
     f->slots = phase == DSA_PREFILL ? context : (int64_t)batch * f->req_slots;
     f->attn_scale = 1.0f / sqrtf((float)(m->nope + m->rope));
     int rc;

@@ -15,6 +15,8 @@
  * and allocator slack, kept free on the device. */
 #define RESERVE_BYTES (1.5 * GIB)
 
+int64_t dsa_plan_request_slots(int64_t context) { return (context + 1 + 31) / 32 * 32; }
+
 dsa_ceilings dsa_ceilings_default(void) { return (dsa_ceilings){800.0, 1470.0, 4000.0}; }
 
 static double gemm_weight_bytes(double n, double k, int fp8)
@@ -200,8 +202,7 @@ int dsa_plan_point(const dsa_model *m, const dsa_plan_opts *o, const char *fs, i
     } else {
         for (int l = 0; l < o->layers; l++) p->weights += dsa_plan_layer_weight_bytes(m, l, fs[l] == 'F', fp8);
     }
-    /* decode: each request's slots rounded up to 32 (src/forward.c req_slots) */
-    double slots = phase == DSA_PREFILL ? (double)context : (double)batch * (double)((context + 1 + 31) / 32 * 32);
+    double slots = phase == DSA_PREFILL ? (double)context : (double)batch * (double)dsa_plan_request_slots(context);
     p->mla_cache = o->layers * slots * (phase == DSA_PREFILL ? MLA_BF16_TOKEN + MLA_FP8_TOKEN : MLA_FP8_TOKEN);
     p->idx_cache = p->n_full * slots * IDX_TOKEN;
     p->workspace = dsa_plan_workspace(m, phase, context, batch, chunk, o->fused_indexer).bytes;

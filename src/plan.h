@@ -54,6 +54,11 @@ typedef struct dsa_workspace_sizes {
 } dsa_workspace_sizes;
 dsa_workspace_sizes dsa_plan_workspace(const dsa_model *m, int phase, int64_t context, int batch,
                                        int chunk, int fused_indexer);
+/* Decode: cache slots per request, context + 1 rounded up to 32, so that every request's
+ * indexer cache (132 B/token) starts 128-byte aligned: the indexer kernels copy a request's
+ * keys with 16-byte bulk copies only from a 16-byte aligned start (else 4-byte loads, ~6x
+ * slower at B = 8). src/forward.c lays its decode caches out so. */
+int64_t dsa_plan_request_slots(int64_t context);
 double dsa_plan_layer_weight_bytes(const dsa_model *m, int layer, int full, int weight_fp8);
 double dsa_plan_global_weight_bytes(const dsa_model *m, int weight_fp8);
 

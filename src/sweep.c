@@ -158,18 +158,13 @@ int dsa_point_summarise(dsa_point *pt, const dsa_kernel_rec *recs, size_t n, con
     memset(open, 0, sizeof open);
     for (size_t j = 0; j < m; j++) {
         const interval *k = &iv[j];
-        if (j > 0 && iv[j - 1].rep != k->rep) { /* a new repetition: close the previous one's */
-            const int r = iv[j - 1].rep;
+        const int r = k->rep;
+        span_add(&open[k->component], k, &sum[k->component * R + r]);
+        span_add(&all, k, &busy[r]);
+        if (j + 1 == m || iv[j + 1].rep != r) { /* the repetition's last record: close its spans */
             for (int c = 0; c < DSA_NCOMP; c++) span_close(&open[c], &sum[c * R + r]);
             span_close(&all, &busy[r]);
         }
-        span_add(&open[k->component], k, &sum[k->component * R + k->rep]);
-        span_add(&all, k, &busy[k->rep]);
-    }
-    if (m > 0) {
-        const int r = iv[m - 1].rep;
-        for (int c = 0; c < DSA_NCOMP; c++) span_close(&open[c], &sum[c * R + r]);
-        span_close(&all, &busy[r]);
     }
     free(iv);
     /* idle = wall - busy, so the components add up to the wall time */

@@ -47,6 +47,8 @@ typedef struct dsa_cuda_ctx {
     cudaStream_t side[DSA_SIDE_STREAMS];
     void *side_lt_ws[DSA_SIDE_STREAMS];
     cudaEvent_t side_fork, side_join[DSA_SIDE_STREAMS];
+    /* Mapped host flags of the stream hold (kernels/stream_hold.cu), allocated on first use. */
+    volatile int *hold_flags, *hold_flags_dev;
     char err[512];
 } dsa_cuda_ctx;
 

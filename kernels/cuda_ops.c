@@ -120,6 +120,44 @@ static int cuda_graph_launch(void *ctx, void *graph)
     return dsa_cuda_status(c, cudaGraphLaunch((cudaGraphExec_t)graph, c->stream), "graph launch");
 }
 
+/* The host waits until the hold kernel runs, so that nothing queued after it can have started
+ * before (the profiler's repetition windows rely on it). */
+static int cuda_stream_hold(void *ctx)
+{
+    dsa_cuda_ctx *c = ctx;
+    if (!c->hold_flags) {
+        void *h = NULL, *d = NULL;
+        int rc = dsa_cuda_status(c, cudaHostAlloc(&h, 4 * sizeof(int), cudaHostAllocMapped), "stream hold");
+        if (!rc) rc = dsa_cuda_status(c, cudaHostGetDevicePointer(&d, h, 0), "stream hold");
+        if (rc) {
+            if (h) cudaFreeHost(h);
+            return rc;
+        }
+        c->hold_flags = h;
+        c->hold_flags_dev = d;
+    }
+    c->hold_flags[0] = c->hold_flags[1] = c->hold_flags[2] = 0;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    int rc = dsa_cuda_stream_hold_launch(c, c->hold_flags_dev);
+    while (!rc && !c->hold_flags[0]) {
+        cudaError_t st = cudaStreamQuery(c->stream); /* a failed launch must not spin forever */
+        if (st != cudaErrorNotReady && st != cudaSuccess) rc = dsa_cuda_status(c, st, "stream hold");
+        else if (st == cudaSuccess && !c->hold_flags[0]) rc = dsa_cuda_fail(c, "stream hold: the kernel ended without starting");
+    }
+    return rc;
+}
+
+static int cuda_stream_release(void *ctx)
+{
+    dsa_cuda_ctx *c = ctx;
+    if (!c->hold_flags) return dsa_cuda_fail(c, "stream release: no hold");
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    c->hold_flags[1] = 1;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (c->hold_flags[2]) return dsa_cuda_fail(c, "stream release: the hold timed out before the host released it");
+    return DSA_OK;
+}
+
 static void cuda_graph_free(void *ctx, void *graph)
 {
     (void)ctx;
@@ -239,6 +277,8 @@ int dsa_cuda_ops_init(dsa_ops *ops, int device, char *err, size_t err_len)
     ops->graph_end = cuda_graph_end;
     ops->graph_launch = cuda_graph_launch;
     ops->graph_free = cuda_graph_free;
+    ops->stream_hold = cuda_stream_hold;
+    ops->stream_release = cuda_stream_release;
     return DSA_OK;
 }
 
@@ -262,6 +302,7 @@ void dsa_cuda_ops_fini(dsa_ops *ops)
         if (c->side_join[i]) cudaEventDestroy(c->side_join[i]);
     }
     if (c->side_fork) cudaEventDestroy(c->side_fork);
+    if (c->hold_flags) cudaFreeHost((void *)c->hold_flags);
     cublasLtDestroy(c->lt);
     cudaFree(c->lt_ws);
     if (c->scratch) cudaFree(c->scratch);

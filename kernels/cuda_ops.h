@@ -11,6 +11,8 @@
 extern "C" {
 #endif
 
+/* stream_hold.cu: one thread spins until flags_dev[1] is set (see cuda_ops.c stream_hold) */
+int dsa_cuda_stream_hold_launch(void *ctx, volatile int *flags_dev);
 /* fill.cu */
 int dsa_cuda_fill_bf16(void *ctx, bf16_t *dst, size_t n, uint64_t seed, float scale);
 int dsa_cuda_fill_f32(void *ctx, float *dst, size_t n, uint64_t seed, float scale);

@@ -42,7 +42,8 @@ enum {
     KIND_FP8 = 1,     /* e4m3 operands with block scales */
     KIND_F32_OUT = 2, /* D (and C) fp32 instead of bf16 */
     KIND_W_KN = 4,    /* W stored [k, n] row-major (transa = N) instead of [n, k] */
-    KIND_BATCHED = 8  /* strided batch: batch, strides and ld of W are checked on the layouts */
+    KIND_BATCHED = 8,  /* strided batch: batch, strides and ld of W are checked on the layouts */
+    KIND_PTR_ARRAY = 16 /* pointer-array batch; the batch count is set on the layouts per call */
 };
 enum { FP8_BLOCK = 128, FP8_PAD_ROWS = 16, PLAN_NO_ALGO = 2 };
 
@@ -103,7 +104,8 @@ static int plan_matches(const dsa_gemm_plan *pl, const lt_problem *p)
 static unsigned plan_hash(const lt_problem *p)
 {
     uint32_t h = 2166136261u;
-    const int f[] = {p->kind, p->m, p->n, p->k, p->lda, p->ldd, p->batch, p->residual, (int)p->align};
+    const int batch = (p->kind & KIND_PTR_ARRAY) ? 0 : p->batch; /* a pointer-array plan serves any count */
+    const int f[] = {p->kind, p->m, p->n, p->k, p->lda, p->ldd, batch, p->residual, (int)p->align};
     for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) h = (h ^ (uint32_t)f[i]) * 16777619u;
     return h;
 }
@@ -141,6 +143,14 @@ static int plan_build(dsa_cuda_ctx *c, const char *op, const lt_problem *p, cons
     LT_TRY(cublasLtMatrixLayoutCreate(&pl->a, tin, kn ? p->n : p->k, kn ? p->k : p->n, p->ldw), "layout of W");
     LT_TRY(cublasLtMatrixLayoutCreate(&pl->b, tin, p->k, p->m, p->lda), "layout of A");
     LT_TRY(cublasLtMatrixLayoutCreate(&pl->c, tout, p->n, p->m, p->ldd), "layout of D");
+    if (p->kind & KIND_PTR_ARRAY) {
+        const int32_t mode = CUBLASLT_BATCH_MODE_POINTER_ARRAY, batch = p->batch;
+        cublasLtMatrixLayout_t ls[3] = {pl->a, pl->b, pl->c};
+        for (int i = 0; i < 3; i++) {
+            LT_TRY(cublasLtMatrixLayoutSetAttribute(ls[i], CUBLASLT_MATRIX_LAYOUT_BATCH_MODE, &mode, sizeof mode), "batch mode");
+            LT_TRY(cublasLtMatrixLayoutSetAttribute(ls[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof batch), "batch");
+        }
+    }
     if (p->kind & KIND_BATCHED) {
         const int32_t batch = p->batch;
         const int64_t sw = p->sw, sa = p->sa, sd = p->sd;
@@ -210,8 +220,9 @@ static int plan_get(dsa_cuda_ctx *c, const char *op, const lt_problem *p, const 
     return DSA_OK;
 }
 
-static int plan_run(dsa_cuda_ctx *c, const char *op, dsa_gemm_plan *pl, const void *W, const void *A,
-                    const void *residual, void *D, const float *w_scale, const float *a_scale)
+static int plan_run_on(dsa_cuda_ctx *c, const char *op, dsa_gemm_plan *pl, const void *W, const void *A,
+                       const void *residual, void *D, const float *w_scale, const float *a_scale, cudaStream_t stream,
+                       void *lt_ws, size_t lt_ws_bytes)
 {
     cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
     if (pl->dtype & KIND_FP8) {
@@ -222,11 +233,17 @@ static int plan_run(dsa_cuda_ctx *c, const char *op, dsa_gemm_plan *pl, const vo
     const float alpha = 1.0f, beta = residual ? 1.0f : 0.0f;
     if (!st)
         st = cublasLtMatmul(c->lt, pl->desc, &alpha, W, pl->a, A, pl->b, &beta, residual ? residual : D, pl->c, D, pl->c,
-                            &pl->algo, c->lt_ws, c->lt_ws_bytes, c->stream);
+                            &pl->algo, lt_ws, lt_ws_bytes, stream);
     if (st != CUBLAS_STATUS_SUCCESS)
         return dsa_cuda_fail(c, "%s: cublasLtMatmul (m %d, n %d, k %d): %s", op, pl->m, pl->n, pl->k,
                              cublasLtGetStatusString(st));
     return dsa_cuda_check(c, op);
+}
+
+static int plan_run(dsa_cuda_ctx *c, const char *op, dsa_gemm_plan *pl, const void *W, const void *A,
+                    const void *residual, void *D, const float *w_scale, const float *a_scale)
+{
+    return plan_run_on(c, op, pl, W, A, residual, D, w_scale, a_scale, c->stream, c->lt_ws, c->lt_ws_bytes);
 }
 
 static int check_weight(dsa_cuda_ctx *c, const char *op, const dsa_weight *W)
@@ -425,4 +442,40 @@ int dsa_cuda_gemm_heads(void *ctx, const char *op, int m, int n, int k, int head
         return dsa_cuda_fail(c, "%s: cuBLASLt has no batched bf16 algorithm for m %d, n %d, k %d, %d heads", op, m, n, k,
                              heads);
     return plan_run(c, op, pl, W, A, NULL, D, NULL, NULL);
+}
+
+/* Pointer-array batches (CUBLASLT_BATCH_MODE_POINTER_ARRAY): one plan per (m, n, k, lda, ldd,
+ * output type), its algorithm chosen at the first batch count seen; later calls set their
+ * count on the cached layouts (the count does not change the kernel cuBLASLt runs, only its
+ * grid). The pointers are the caller's to keep 16-byte aligned (checked on the host is not
+ * possible: they are in device memory). */
+int dsa_cuda_gemm_ptr_array(void *ctx, const char *op, int m, int n, int k, int batch, const void *const *A_ptrs,
+                            int lda, const void *const *W_ptrs, void *const *D_ptrs, int ldd, int d_f32,
+                            cudaStream_t stream, void *lt_ws, size_t lt_ws_bytes)
+{
+    dsa_cuda_ctx *c = ctx;
+    if (m < 0 || n <= 0 || k <= 0 || batch < 0 || lda < k || ldd < n)
+        return dsa_cuda_fail(c, "%s: m = %d, n = %d, k = %d, batch = %d, lda = %d, ldd = %d", op, m, n, k, batch, lda,
+                             ldd);
+    if (m == 0 || batch == 0) return DSA_OK;
+    if (!A_ptrs || !W_ptrs || !D_ptrs) return dsa_cuda_fail(c, "%s: a pointer array is NULL", op);
+    if (lda % 8 || ldd % (d_f32 ? 4 : 8) || k % 8)
+        return dsa_cuda_fail(c, "%s: lda = %d, ldd = %d and k = %d must keep rows 16-byte aligned", op, lda, ldd, k);
+    lt_problem p;
+    memset(&p, 0, sizeof p);
+    p.kind = KIND_PTR_ARRAY | (d_f32 ? KIND_F32_OUT : 0);
+    p.m = m, p.n = n, p.k = k, p.batch = batch; /* the heuristic's count; not part of the key */
+    p.lda = lda, p.ldw = k, p.ldd = ldd;
+    p.align = 16;
+    dsa_gemm_plan *pl = NULL;
+    int rc = plan_get(c, op, &p, NULL, NULL, &pl);
+    if (rc) return rc;
+    const int32_t count = batch;
+    cublasLtMatrixLayout_t ls[3] = {pl->a, pl->b, pl->c};
+    for (int i = 0; i < 3 && pl->used == 1; i++)
+        if (cublasLtMatrixLayoutSetAttribute(ls[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count))
+            return dsa_cuda_fail(c, "%s: cuBLASLt batch count %d", op, batch);
+    if (pl->used != 1)
+        return dsa_cuda_fail(c, "%s: cuBLASLt has no pointer-array bf16 algorithm for m %d, n %d, k %d", op, m, n, k);
+    return plan_run_on(c, op, pl, W_ptrs, A_ptrs, NULL, (void *)D_ptrs, NULL, NULL, stream, lt_ws, lt_ws_bytes);
 }

@@ -20,6 +20,13 @@ int dsa_cuda_gemm_heads(void *ctx, const char *op, int m, int n, int k, int head
                         long long stride_a, const bf16_t *W, int ldw, long long stride_w, int w_is_kn, bf16_t *D,
                         int ldd, long long stride_d);
 
+/* gemm.c: bf16 pointer-array batch on `stream` with its cuBLASLt workspace: for each i < batch,
+ * D_ptrs[i] = A_ptrs[i] . W_ptrs[i]^T (W [n, k] row-major, A [m, k] with ld lda, D [m, n] with
+ * ld ldd, fp32 when d_f32). The three arrays are in device memory, every pointer 16-byte aligned. */
+int dsa_cuda_gemm_ptr_array(void *ctx, const char *op, int m, int n, int k, int batch, const void *const *A_ptrs,
+                            int lda, const void *const *W_ptrs, void *const *D_ptrs, int ldd, int d_f32,
+                            cudaStream_t stream, void *lt_ws, size_t lt_ws_bytes);
+
 /* quant_fp8.cu: activations to e4m3 with one scale per 1x128 block; block-scale re-striding;
  * a row copy with optional fp32 <-> bf16 conversion. */
 int dsa_cuda_quant_e4m3_rows(dsa_cuda_ctx *c, const bf16_t *A, int lda, int m, int m_total, int k, uint8_t *q,

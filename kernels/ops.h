@@ -204,6 +204,12 @@ typedef struct dsa_ops {
     int (*graph_end)(void *ctx, void **graph);
     int (*graph_launch)(void *ctx, void *graph);
     void (*graph_free)(void *ctx, void *graph);
+    /* Optional: stream_hold returns once the stream is blocked on the device, so what the host
+     * queues next (events, a graph launch) reaches the GPU at once on stream_release. Only for
+     * a few launches: a held stream cannot take an eager step's thousand. stream_release fails
+     * when the hold timed out (the timing it bracketed is then not the work's). */
+    int (*stream_hold)(void *ctx);
+    int (*stream_release)(void *ctx);
 } dsa_ops;
 
 #ifdef __cplusplus

@@ -620,7 +620,7 @@ static int capture_decode(dsa_fwd *f, dsa_prof *prof, dsa_err *e)
     return 0;
 }
 
-int dsa_fwd_step(dsa_fwd *f, dsa_prof *prof, dsa_err *e)
+int dsa_fwd_enqueue(dsa_fwd *f, dsa_prof *prof, dsa_err *e)
 {
     int rc;
     if (f->phase == DSA_DECODE) {
@@ -640,12 +640,29 @@ int dsa_fwd_step(dsa_fwd *f, dsa_prof *prof, dsa_err *e)
                 f->h_slot[i] = p0 + i;
             }
             int last = p0 + n >= f->context;
-            if ((rc = upload_rows(f, n, e)) || (rc = rows_forward(f, n, p0, n - 1, last, prof, e))) return rc;
+            /* the chunk's token ids, positions and slots: the embedding's input, so its component */
+            dsa_prof_begin(prof, DSA_C_EMBED, -1);
+            rc = upload_rows(f, n, e);
+            dsa_prof_end(prof);
+            if (rc || (rc = rows_forward(f, n, p0, n - 1, last, prof, e))) return rc;
         }
     }
+    return 0;
+}
+
+int dsa_fwd_wait(dsa_fwd *f, dsa_err *e)
+{
     if (f->ops->sync(f->ops->ctx)) return dsa_fail(e, DSA_EXIT_RUNTIME, "sync: %s", f->ops->last_error(f->ops->ctx));
     return 0;
 }
+
+int dsa_fwd_step(dsa_fwd *f, dsa_prof *prof, dsa_err *e)
+{
+    int rc = dsa_fwd_enqueue(f, prof, e);
+    return rc ? rc : dsa_fwd_wait(f, e);
+}
+
+int dsa_fwd_replays_graph(const dsa_fwd *f) { return f->phase == DSA_DECODE && f->graph != NULL; }
 
 int dsa_fwd_rows(const dsa_fwd *f) { return f->last_rows; }
 

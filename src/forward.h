@@ -42,6 +42,12 @@ int dsa_fwd_create(const dsa_model *m, const dsa_ops *ops, const dsa_fwd_opts *o
  * scratch), captures it, and every call replays the graph. A replayed step is not seen by
  * `prof` nor by the on_indices hook. */
 int dsa_fwd_step(dsa_fwd *f, dsa_prof *prof, dsa_err *e);
+/* dsa_fwd_step without its final wait: the step is queued (a prefill still waits inside, where
+ * the MoE reads its routing counts) and dsa_fwd_wait waits for it. */
+int dsa_fwd_enqueue(dsa_fwd *f, dsa_prof *prof, dsa_err *e);
+int dsa_fwd_wait(dsa_fwd *f, dsa_err *e);
+/* Non-zero when the next step is one graph launch (a decode whose graph is captured). */
+int dsa_fwd_replays_graph(const dsa_fwd *f);
 /* Rows of the last step's final hidden state (after final_norm): prefill the last chunk's,
  * decode one per request. */
 int dsa_fwd_rows(const dsa_fwd *f);

@@ -17,8 +17,14 @@
  *    take 0.1 ms or more: 20 gaps are then under 2% of the span, and 5% leaves room for event
  *    resolution and clock noise while still catching a lost or double-counted kernel (5%+).
  *
+ * 3. The stream hold (ops stream_hold/release): events queued behind it do not time the host's
+ *    sleep between them, and a graph replayed behind it is attributed as in 1.
+ *
  * Without a GPU: exit 77 (skipped). When another tool holds CUPTI (compute-sanitizer, Nsight):
  * exit 77 too, saying so. */
+#define _POSIX_C_SOURCE 200809L
+#include <time.h>
+
 #include "gpu_harness.h"
 #include "profiler.h"
 
@@ -129,18 +135,25 @@ static int check_program(const dsa_prof *p, const char *what, int graph)
     return gemm;
 }
 
-/* A warm-up repetition (not counted), then REPS measured ones. graph: replay it, else run eagerly. */
-static void traced_reps(gpu_env *env, const bufs *b, dsa_prof *p, void *graph)
+/* A warm-up repetition (not counted), then REPS measured ones. graph: replay it, else run eagerly.
+ * hold: each replay queued behind a stream hold, the hold launched outside every repetition's
+ * window, as src/sweep.c times a decode graph (the hold kernel must not be counted anywhere). */
+static void traced_reps(gpu_env *env, const bufs *b, dsa_prof *p, void *graph, int hold)
 {
     p->n = 0;
     trace_start(env, p);
     for (int r = -1; r < REPS; r++) {
+        if (hold) {
+            dsa_prof_rep_begin(p, -1);
+            if (env->gpu.stream_hold(env->gpu.ctx)) gpu_die(env, "stream hold");
+        }
         dsa_prof_rep_begin(p, r);
         if (graph) {
             if (env->gpu.graph_launch(env->gpu.ctx, graph)) gpu_die(env, "graph launch");
         } else {
             program(env, b, p);
         }
+        if (hold && env->gpu.stream_release(env->gpu.ctx)) gpu_die(env, "stream release");
         sync_or_die(env);
     }
     dsa_prof_rep_begin(p, -1);
@@ -172,7 +185,7 @@ static void test_program(gpu_env *env, dsa_prof *p)
     program(env, &b, p); /* untraced: cuBLASLt picks its plan before any capture */
     sync_or_die(env);
 
-    traced_reps(env, &b, p, NULL);
+    traced_reps(env, &b, p, NULL, 0);
     int gemm_eager = check_program(p, "eager (external correlation)", 0);
 
     /* captured untraced, then traced: the order of `dsa-bench run` */
@@ -184,9 +197,11 @@ static void test_program(gpu_env *env, dsa_prof *p)
     };
     for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
         p->node_lookup = modes[m].lookup;
-        traced_reps(env, &b, p, g);
+        traced_reps(env, &b, p, g, 0);
         CHECK_INT(check_program(p, modes[m].what, 1), gemm_eager);
     }
+    traced_reps(env, &b, p, g, 1);
+    CHECK_INT(check_program(p, "graph behind a stream hold", 1), gemm_eager);
     p->node_lookup = DSA_PROF_NODE_BY_ID | DSA_PROF_NODE_BY_INDEX;
     env->gpu.graph_free(env->gpu.ctx, g);
 
@@ -210,6 +225,38 @@ static void test_program(gpu_env *env, dsa_prof *p)
     env->gpu.release(env->gpu.ctx, b.a);
     env->gpu.release(env->gpu.ctx, b.d);
     env->gpu.release(env->gpu.ctx, b.w.data);
+}
+
+/* ---- stream hold: the events time the work, not the host's queueing ------------------------ */
+
+/* With the stream held, the host sleeps HOLD_SLEEP_MS between the start event and the release:
+ * the events must not see the sleep, and without the hold they must. */
+#define HOLD_SLEEP_MS 30
+
+static double held_span_ms(gpu_env *env, bf16_t *x, int hold)
+{
+    const dsa_ops *o = &env->gpu;
+    double ms = -1;
+    if (hold && o->stream_hold(o->ctx)) gpu_die(env, "stream hold");
+    if (o->event_record(o->ctx, 0)) gpu_die(env, "event");
+    struct timespec ts = {0, HOLD_SLEEP_MS * 1000000L};
+    nanosleep(&ts, NULL);
+    if (o->fill_bf16(o->ctx, x, 1 << 20, 7, 1.0f) || o->event_record(o->ctx, 1)) gpu_die(env, "fill");
+    if (hold && o->stream_release(o->ctx)) gpu_die(env, "stream release");
+    sync_or_die(env);
+    if (o->event_elapsed_ms(o->ctx, 0, 1, &ms)) gpu_die(env, "event elapsed");
+    return ms;
+}
+
+static void test_hold(gpu_env *env)
+{
+    bf16_t *x = dev_alloc(env, (size_t)2 << 20);
+    double plain = held_span_ms(env, x, 0), held = held_span_ms(env, x, 1);
+    printf("%-44s %.3f ms without the hold, %.3f ms with it (host sleeps %d ms)\n", "stream hold", plain, held,
+           HOLD_SLEEP_MS);
+    CHECK(plain >= HOLD_SLEEP_MS * 0.9);
+    CHECK(held >= 0 && held < 1.0);
+    env->gpu.release(env->gpu.ctx, x);
 }
 
 /* ---- cross-check: CUPTI against CUDA events ------------------------------------------------ */
@@ -329,6 +376,7 @@ int main(void)
         return held ? 77 : 1;
     }
     test_program(&env, &p);
+    test_hold(&env);
     test_cross_check(&env, &p);
     dsa_prof_free(&p);
     gpu_env_fini(&env);

@@ -157,6 +157,8 @@ __device__ __forceinline__ void consumer_sync()
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
+// Waits until at most one committed group is still running (the older ones are done).
+__device__ __forceinline__ void wgmma_wait_one() { asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory"); }
 
 // Pins accumulator registers in program order around the asynchronous MMA (CUTLASS's
 // warpgroup_fence_operand): no read or write of them may move across this point.
@@ -224,6 +226,19 @@ template <> struct WgmmaRS<64> {
               "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
               "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
               "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
+    }
+};
+template <> struct WgmmaRS<128> {
+    static __device__ __forceinline__ void mma(float (&d)[64], const uint32_t (&a)[4], uint64_t desc_b, int scale_d)
+    {
+        asm volatile(
+            "{\n.reg .pred p;\n"
+            "setp.ne.b32 p, %69, 0;\n"
+            "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 "
+            "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+            "{%64, %65, %66, %67}, %68, p, 1, 1;\n}\n"
+            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
             : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
     }
 };
@@ -374,6 +389,28 @@ template <int QB> struct StoreScores {
     }
 };
 
+// relu(acc) times the weights, summed per query into part0 (row g) and part1 (row g + 8). acc
+// holds the accumulator blocks from block 2 * I0 on (8 columns each, query = block / JPQ); each
+// pair of blocks takes one float4 of weights, w_quad[I0 + i].
+template <int JPQ, int I0, int R, int QB>
+__device__ __forceinline__ void relu_wsum(const float (&acc)[R], const float4 *w_quad, float (&part0)[QB],
+                                          float (&part1)[QB])
+{
+    #pragma unroll
+    for (int i = 0; i < R / 8; i++) {
+        const float4 wv = w_quad[I0 + i];
+        const int j = 2 * i, q = 2 * (I0 + i) / JPQ; // blocks j and j+1 belong to the same query (JPQ even)
+        part0[q] = fmaf(fmaxf(acc[4 * j + 0], 0.0f), wv.x, part0[q]);
+        part0[q] = fmaf(fmaxf(acc[4 * j + 1], 0.0f), wv.y, part0[q]);
+        part1[q] = fmaf(fmaxf(acc[4 * j + 2], 0.0f), wv.x, part1[q]);
+        part1[q] = fmaf(fmaxf(acc[4 * j + 3], 0.0f), wv.y, part1[q]);
+        part0[q] = fmaf(fmaxf(acc[4 * j + 4], 0.0f), wv.z, part0[q]);
+        part0[q] = fmaf(fmaxf(acc[4 * j + 5], 0.0f), wv.w, part0[q]);
+        part1[q] = fmaf(fmaxf(acc[4 * j + 6], 0.0f), wv.z, part1[q]);
+        part1[q] = fmaf(fmaxf(acc[4 * j + 7], 0.0f), wv.w, part1[q]);
+    }
+}
+
 // HP: heads padded (16/32/64); QB: queries per tile; N = HP*QB rows of Q per tile.
 template <int HP, int QB, int STAGES, int MIN_BLOCKS, template <int> class Epi>
 __global__ void __launch_bounds__(block_threads(HP * QB), MIN_BLOCKS)
@@ -499,7 +536,8 @@ __global__ void __launch_bounds__(block_threads(HP * QB), MIN_BLOCKS)
         const int row0 = wg * WG_KEYS + warp * 16 + g; // this thread's key rows in a tile: row0, row0 + 8
         const uint64_t q_desc = sw128_desc(q_smem);
         const float4 *w_quad = (const float4 *)(w_smem + t * W_STRIDE);
-        float acc[N / 2];
+        // one accumulator, or (N == 256) two halves of it: see the MMA below
+        float acc[N == 256 ? 1 : N / 2], acc_lo[N == 256 ? N / 4 : 1], acc_hi[N == 256 ? N / 4 : 1];
 
         for (int it = 0; it < n_tiles; it++) {
             const int s = it % STAGES;
@@ -518,32 +556,41 @@ __global__ void __launch_bounds__(block_threads(HP * QB), MIN_BLOCKS)
             const float kscale1 = __uint_as_float(k1[KSCALE_WORD - 8 * t]);
             mbar_arrive(&empty_bar[s]); // the stage is in registers now: the producer may refill it
 
-            fence_regs(acc);
-            wgmma_fence();
-            #pragma unroll
-            for (int kk = 0; kk < 4; kk++) WgmmaRS<N>::mma(acc, a[kk], q_desc + 2 * kk, kk);
-            wgmma_commit();
-            wgmma_wait_all();
-            fence_regs(acc);
-            // Next step: two N/2 accumulators with wait_group 1 (DeepGEMM) to overlap this
-            // reduction with the warpgroup's own MMA, not only with the other warpgroup's.
-
-            // relu, times w, summed over this thread's heads of each query (rows g and g+8)
+            // relu, times w, summed over this thread's heads of each query (rows g and g+8):
+            // part0/part1[q] from accumulator blocks j (columns 8j..8j+7, query j / JPQ).
             float part0[QB], part1[QB];
             #pragma unroll
             for (int q = 0; q < QB; q++) part0[q] = part1[q] = 0.0f;
-            #pragma unroll
-            for (int i = 0; i < N / 16; i++) {
-                const float4 wv = w_quad[i];
-                const int j = 2 * i, q = j / JPQ; // blocks j and j+1 belong to the same query (JPQ even)
-                part0[q] = fmaf(fmaxf(acc[4 * j + 0], 0.0f), wv.x, part0[q]);
-                part0[q] = fmaf(fmaxf(acc[4 * j + 1], 0.0f), wv.y, part0[q]);
-                part1[q] = fmaf(fmaxf(acc[4 * j + 2], 0.0f), wv.x, part1[q]);
-                part1[q] = fmaf(fmaxf(acc[4 * j + 3], 0.0f), wv.y, part1[q]);
-                part0[q] = fmaf(fmaxf(acc[4 * j + 4], 0.0f), wv.z, part0[q]);
-                part0[q] = fmaf(fmaxf(acc[4 * j + 5], 0.0f), wv.w, part0[q]);
-                part1[q] = fmaf(fmaxf(acc[4 * j + 6], 0.0f), wv.z, part1[q]);
-                part1[q] = fmaf(fmaxf(acc[4 * j + 7], 0.0f), wv.w, part1[q]);
+            if constexpr (N == 256) {
+                // Two halves of the query tile, each its own MMA group: the relu-sum of the
+                // first half runs while the tensor cores work on the second, so a warpgroup's
+                // reduction overlaps its own MMA, not only the other warpgroup's (DeepGEMM's
+                // wait_group 1). Same products and the same sums in the same order as one MMA.
+                fence_regs(acc_lo);
+                fence_regs(acc_hi);
+                wgmma_fence();
+                #pragma unroll
+                for (int kk = 0; kk < 4; kk++) WgmmaRS<N / 2>::mma(acc_lo, a[kk], q_desc + 2 * kk, kk);
+                wgmma_commit();
+                #pragma unroll
+                for (int kk = 0; kk < 4; kk++)
+                    WgmmaRS<N / 2>::mma(acc_hi, a[kk], q_desc + ((N / 2) * Q_ROW_BYTES >> 4) + 2 * kk, kk);
+                wgmma_commit();
+                wgmma_wait_one();
+                fence_regs(acc_lo);
+                relu_wsum<JPQ, 0>(acc_lo, w_quad, part0, part1);
+                wgmma_wait_all();
+                fence_regs(acc_hi);
+                relu_wsum<JPQ, N / 32>(acc_hi, w_quad, part0, part1);
+            } else {
+                fence_regs(acc);
+                wgmma_fence();
+                #pragma unroll
+                for (int kk = 0; kk < 4; kk++) WgmmaRS<N>::mma(acc, a[kk], q_desc + 2 * kk, kk);
+                wgmma_commit();
+                wgmma_wait_all();
+                fence_regs(acc);
+                relu_wsum<JPQ, 0>(acc, w_quad, part0, part1);
             }
 
             const int key_a = chunk_lo + it * KEY_TILE + row0, key_b = key_a + 8;

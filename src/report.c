@@ -121,9 +121,14 @@ static void print_kernels(FILE *o, const dsa_report_row *rows, int n, int md)
     }
 }
 
+/* A point with component times: at least one besides idle (a point run without tracing has
+ * none, or, in files of 37398cd, idle alone, the whole wall). */
 static int has_components(const dsa_point *p)
 {
-    return !is_kernel(p) && p->status == DSA_POINT_OK && p->n_comps > 0 && p->comps;
+    if (is_kernel(p) || p->status != DSA_POINT_OK || !p->comps) return 0;
+    for (int c = 0; c < p->n_comps; c++)
+        if (p->comps[c].component != DSA_C_IDLE) return 1;
+    return 0;
 }
 
 /* Per point: one row per component (time, share of the wall, records per repetition), then the
@@ -145,7 +150,9 @@ static void print_components(FILE *o, const dsa_report_row *rows, int n, int md)
                       : "# %s %s context %lld batch %d config %s (%d/%d F): wall %.3f ms (%d reps)",
                 rows[i].run->model.name, p->phase, (long long)p->context, p->batch, p->config, p->n_full, p->n_layers,
                 p->wall_median_ms, p->reps);
-        if (p->traced_reps > 0)
+        if (p->traced_reps > 0 && isnan(p->trace_overhead_pct)) /* --trace on: the traced pass is the wall */
+            fprintf(o, ", traced (one pass: the wall includes tracing; overhead not measured)");
+        else if (p->traced_reps > 0)
             fprintf(o, ", traced %.3f ms (%d reps), trace overhead %+.2f%%", p->wall_traced_median_ms, p->traced_reps,
                     p->trace_overhead_pct);
         if (md) fprintf(o, "\n\n| component | time ms | share %% | kernels/rep |\n|---|--:|--:|--:|\n");

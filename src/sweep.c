@@ -452,10 +452,13 @@ int dsa_sweep_run(const dsa_sweep_opts *o, dsa_run *run, dsa_err *e)
             } else {
                 double el = (dsa_now_ns() - t0) * 1e-9;
                 fprintf(stderr, "%.3f ms median of %d reps", pt->wall_median_ms, pt->reps);
-                if (pt->traced_reps > 0)
-                    fprintf(stderr, " (traced: %d reps, overhead %+.2f%%, coverage %.1f%%, %lld dropped, %lld unattributed)",
-                            pt->traced_reps, pt->trace_overhead_pct, 100 * pt->coverage, (long long)pt->dropped_records,
-                            (long long)pt->unattributed);
+                if (pt->traced_reps > 0) {
+                    fprintf(stderr, " (traced: %d reps, ", pt->traced_reps);
+                    if (isnan(pt->trace_overhead_pct)) fprintf(stderr, "overhead not measured");
+                    else fprintf(stderr, "overhead %+.2f%%", pt->trace_overhead_pct);
+                    fprintf(stderr, ", coverage %.1f%%, %lld dropped, %lld unattributed)", 100 * pt->coverage,
+                            (long long)pt->dropped_records, (long long)pt->unattributed);
+                }
                 fprintf(stderr, "; elapsed %.1f s, estimate %.1f s left\n", el, el / (i + 1) * (np - i - 1));
             }
         }

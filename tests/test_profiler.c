@@ -358,6 +358,14 @@ static void test_report(void)
         if (check_failures) fputs(text, stderr);
     }
     free(text);
+    /* --trace on: one traced pass is the wall, so there is no overhead to print */
+    p->trace_overhead_pct = NAN;
+    text = report_of(&run, DSA_FMT_TEXT);
+    CHECK(text && strstr(text, "(13/47 F): wall 10.000 ms (3 reps), traced (one pass: the wall includes tracing; "
+                               "overhead not measured)\n") != NULL);
+    CHECK(text && !strstr(text, "nan"));
+    free(text);
+    p->trace_overhead_pct = 3;
     char *json = report_of(&run, DSA_FMT_JSON);
     CHECK(json && strstr(json, "\"trace_overhead_pct\": 3, \"coverage_pct\": 97.0874") != NULL);
     CHECK(json && strstr(json, "\"components\": [{\"component\": \"idx_logits\", \"time_ms\": 2, \"min_ms\": 2, "
@@ -374,6 +382,38 @@ static void test_report(void)
     dsa_run_free(&run);
 }
 
+/* A point with no component but idle (an untraced point of an older file): no component block,
+ * no coverage, no "nan" in the text. */
+static void test_report_idle_only(void)
+{
+    dsa_run run;
+    memset(&run, 0, sizeof run);
+    snprintf(run.model.name, sizeof run.model.name, "deepseek-v3.2");
+    snprintf(run.dev.kind, sizeof run.dev.kind, "cuda");
+    dsa_point *p = dsa_run_add_point(&run);
+    CHECK(p != NULL);
+    if (!p) return;
+    snprintf(p->phase, sizeof p->phase, "prefill");
+    snprintf(p->config, sizeof p->config, "full");
+    p->context = 64000, p->batch = 1, p->chunk = 8192, p->n_full = p->n_layers = 4, p->reps = 3;
+    p->wall_median_ms = 1000, p->tok_s = 64000;
+    p->indexer_ms = p->indexer_share = p->coverage = NAN;
+    p->wall_traced_median_ms = p->trace_overhead_pct = NAN;
+    p->comps = calloc(1, sizeof *p->comps);
+    CHECK(p->comps != NULL);
+    if (p->comps) {
+        p->n_comps = 1;
+        p->comps[0] = (dsa_comp_stat){.component = DSA_C_IDLE, .median_ms = 1000, .share = 1};
+    }
+    char *text = report_of(&run, DSA_FMT_TEXT);
+    CHECK(text && strstr(text, "  deepseek-v3.2          64000     1 full"));
+    CHECK(text && !strstr(text, "components per point"));
+    CHECK(text && !strstr(text, "coverage"));
+    if (check_failures && text) fputs(text, stderr);
+    free(text);
+    dsa_run_free(&run);
+}
+
 int main(void)
 {
     test_summarise();
@@ -382,5 +422,6 @@ int main(void)
     test_attribution();
     test_host_timers();
     test_report();
+    test_report_idle_only();
     return check_done("test_profiler");
 }

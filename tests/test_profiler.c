@@ -316,26 +316,31 @@ static char *report_of(const dsa_run *run, int format)
     return buf;
 }
 
+/* A run of one GPU point of 3 repetitions (chunk 8192) for the report tests. */
+static dsa_point *report_point(dsa_run *run, const char *model, const char *phase, const char *config, int64_t context,
+                               int batch, int n_full, int n_layers, double wall_ms)
+{
+    memset(run, 0, sizeof *run);
+    snprintf(run->model.name, sizeof run->model.name, "%s", model);
+    snprintf(run->dev.kind, sizeof run->dev.kind, "cuda");
+    dsa_point *p = dsa_run_add_point(run);
+    CHECK(p != NULL);
+    if (!p) return NULL;
+    snprintf(p->phase, sizeof p->phase, "%s", phase);
+    snprintf(p->config, sizeof p->config, "%s", config);
+    p->context = context, p->batch = batch, p->chunk = 8192;
+    p->n_full = n_full, p->n_layers = n_layers, p->reps = 3;
+    p->wall_median_ms = wall_ms;
+    return p;
+}
+
 /* A traced GPU point through the report: the component table, coverage, overhead, indexer. */
 static void test_report(void)
 {
     dsa_run run;
     dsa_err e = {{0}};
-    memset(&run, 0, sizeof run);
-    snprintf(run.model.name, sizeof run.model.name, "glm-4.7-flash-dsa");
-    snprintf(run.dev.kind, sizeof run.dev.kind, "cuda");
-    dsa_point *p = dsa_run_add_point(&run);
-    CHECK(p != NULL);
+    dsa_point *p = report_point(&run, "glm-4.7-flash-dsa", "decode", "1/4", 200000, 8, 13, 47, 10);
     if (!p) return;
-    snprintf(p->phase, sizeof p->phase, "decode");
-    snprintf(p->config, sizeof p->config, "1/4");
-    p->context = 200000;
-    p->batch = 8;
-    p->chunk = 8192;
-    p->n_full = 13;
-    p->n_layers = 47;
-    p->reps = 3;
-    p->wall_median_ms = 10;
     p->tok_s = 800;
     p->traced_reps = 3;
     p->wall_traced_median_ms = 10.3;
@@ -387,16 +392,9 @@ static void test_report(void)
 static void test_report_idle_only(void)
 {
     dsa_run run;
-    memset(&run, 0, sizeof run);
-    snprintf(run.model.name, sizeof run.model.name, "deepseek-v3.2");
-    snprintf(run.dev.kind, sizeof run.dev.kind, "cuda");
-    dsa_point *p = dsa_run_add_point(&run);
-    CHECK(p != NULL);
+    dsa_point *p = report_point(&run, "deepseek-v3.2", "prefill", "full", 64000, 1, 4, 4, 1000);
     if (!p) return;
-    snprintf(p->phase, sizeof p->phase, "prefill");
-    snprintf(p->config, sizeof p->config, "full");
-    p->context = 64000, p->batch = 1, p->chunk = 8192, p->n_full = p->n_layers = 4, p->reps = 3;
-    p->wall_median_ms = 1000, p->tok_s = 64000;
+    p->tok_s = 64000;
     p->indexer_ms = p->indexer_share = p->coverage = NAN;
     p->wall_traced_median_ms = p->trace_overhead_pct = NAN;
     p->comps = calloc(1, sizeof *p->comps);

@@ -641,10 +641,10 @@ int dsa_fwd_enqueue(dsa_fwd *f, dsa_prof *prof, dsa_err *e)
             }
             int last = p0 + n >= f->context;
             /* the chunk's token ids, positions and slots: the embedding's input, so its component */
-            dsa_prof_begin(prof, DSA_C_EMBED, -1);
-            rc = upload_rows(f, n, e);
-            dsa_prof_end(prof);
-            if (rc || (rc = rows_forward(f, n, p0, n - 1, last, prof, e))) return rc;
+            BEGIN(DSA_C_EMBED, -1);
+            if ((rc = upload_rows(f, n, e))) return rc;
+            END();
+            if ((rc = rows_forward(f, n, p0, n - 1, last, prof, e))) return rc;
         }
     }
     return 0;

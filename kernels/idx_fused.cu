@@ -114,12 +114,12 @@ template <int QB> struct AppendSurvivors {
 
     __device__ __forceinline__ unsigned long long *list(int q) const
     {
-        return a.segs + ((size_t)(q0 + q) * a.n_chunks + blockIdx.x) * a.seg_cap;
+        return a.segs + ((size_t)(q0 + q) * a.n_chunks + grid_chunk<QB>()) * a.seg_cap;
     }
 
     __device__ __forceinline__ void skipped_chunk(int, int, int tid, int) const
     {
-        if (tid < q_count) a.counts[(size_t)(q0 + tid) * a.n_chunks + blockIdx.x] = 0;
+        if (tid < q_count) a.counts[(size_t)(q0 + tid) * a.n_chunks + grid_chunk<QB>()] = 0;
     }
 
     __device__ __forceinline__ void begin(int ctid, uint8_t *smem)
@@ -181,7 +181,7 @@ template <int QB> struct AppendSurvivors {
     __device__ __forceinline__ void end(int, int, int ctid) const
     {
         consumer_sync(); // every consumer's slots are taken
-        if (ctid < q_count) a.counts[(size_t)(q0 + ctid) * a.n_chunks + blockIdx.x] = (int)list_len[ctid];
+        if (ctid < q_count) a.counts[(size_t)(q0 + ctid) * a.n_chunks + grid_chunk<QB>()] = (int)list_len[ctid];
     }
 };
 

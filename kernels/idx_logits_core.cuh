@@ -21,8 +21,9 @@
 // are large, see wide_producer). The producer streams 128-key tiles
 // (16896 B, contiguous in the cache) into a ring of shared-memory stages with one bulk async
 // copy each (cp.async.bulk, completion on an mbarrier); partial or unaligned tiles fall back to
-// plain loads by the producer warp. Grid = (key chunks, query tiles); a block whose chunk lies
-// wholly beyond the causal limit of its tile does no MMA. What happens to each score is the
+// plain loads by the producer warp. Grid = (query tiles, key chunks) for prefill, (key chunks,
+// requests) for decode (grid_tile below says why); a block whose chunk lies wholly beyond the
+// causal limit of its tile does no MMA. What happens to each score is the
 // epilogue policy's business (see "epilogues" below): StoreScores writes it (and -inf past the
 // causal limit), idx_fused.cu's AppendSurvivors keeps the ones above a per-row threshold.
 //
@@ -97,6 +98,15 @@ struct IdxParams {
     int q_pos_step;
     int chunk_keys;           // keys per block (multiple of KEY_TILE)
 };
+
+// Grid order. Prefill tiles (QB > 1): x = query tile, y = key chunk, so the ~132 blocks resident
+// at once work on one key chunk (<= 2 MB) and read it from L2, while the query tiles (32 KB each)
+// are the part that changes; ordered the other way, a wave spans every chunk of a few query
+// tiles, and at 200K keys (a 26 MB cache, next to the score rows streaming out) the keys are
+// fetched again for every query tile. Decode (QB == 1): x = key chunk, y = request; each request
+// has its own cache, so there is nothing to share.
+template <int QB> __device__ __forceinline__ int grid_tile() { return QB > 1 ? blockIdx.x : blockIdx.y; }
+template <int QB> __device__ __forceinline__ int grid_chunk() { return QB > 1 ? blockIdx.y : blockIdx.x; }
 
 // ---- PTX wrappers ------------------------------------------------------------------------
 
@@ -423,14 +433,14 @@ __global__ void __launch_bounds__(block_threads(HP * QB), MIN_BLOCKS)
     static_assert(N % 16 == 0 && N <= 256 && HP % 16 == 0, "tile shape");
     static_assert(QB == 1 || QB % 4 == 0, "reduction assumes 1 or a multiple of 4 queries");
 
-    const int tile = blockIdx.y;
+    const int tile = grid_tile<QB>();
     const int q0 = tile * QB;
     const int q_count = min(QB, p.n_q - q0);
     const uint8_t *cache = p.cache + (size_t)tile * p.cache_tile_stride;
     Epi<QB> epi(p, epi_args, q0, q_count);
     const long long last_allowed = p.q_pos0 + (long long)p.q_pos_step * (q0 + q_count - 1);
     const int kend = (int)min((long long)p.n_keys, last_allowed + 1); // keys any query of the tile sees
-    const int chunk_lo = blockIdx.x * p.chunk_keys;
+    const int chunk_lo = grid_chunk<QB>() * p.chunk_keys;
     const int lim = (int)min((long long)chunk_lo + p.chunk_keys, (long long)p.n_keys);
 
     if (chunk_lo >= kend) { // the whole chunk is beyond the causal limit
@@ -703,7 +713,10 @@ int launch_wgmma(dsa_cuda_ctx *c, const IdxParams &prm, const typename Epi<QB>::
     IdxParams prm2 = prm;
     prm2.chunk_keys = chunk_tiles * KEY_TILE;
     const long long key_tiles = ceil_div(prm.n_keys, KEY_TILE);
-    const dim3 grid((unsigned)ceil_div(key_tiles, chunk_tiles), (unsigned)ceil_div(prm.n_q, QB));
+    const long long chunks = ceil_div(key_tiles, chunk_tiles), q_tiles = ceil_div(prm.n_q, QB);
+    if ((QB > 1 ? chunks : q_tiles) > 65535) // grid_tile / grid_chunk: the y dimension
+        return dsa_cuda_fail(c, "%s: %lld key chunks x %lld query tiles do not fit one launch", op, chunks, q_tiles);
+    const dim3 grid = QB > 1 ? dim3((unsigned)q_tiles, (unsigned)chunks) : dim3((unsigned)chunks, (unsigned)q_tiles);
     kernel<<<grid, block_threads(HP * QB), smem, c->stream>>>(prm2, epi_args);
     return dsa_cuda_check(c, op);
 }

@@ -901,7 +901,12 @@ extern "C" int dsa_cuda_moe_experts(void *ctx, const bf16_t *x, int n, int hidde
 
     const size_t R = (size_t)total_rows, ws_each = align256(ws_bytes);
     size_t off = 0;
-    const size_t o_offsets = off; off += align256(((size_t)ne + 1) * sizeof(int));
+    // the offsets and (bf16 weights) the GEMMs' pointer arrays: one contiguous upload
+    const bool batched = !fp8_gu && !fp8_dn && same_gu && same_dn && hidden % 8 == 0 && inter % 8 == 0 &&
+                         al_gu && al_dn;
+    const size_t ptrs_at = align256(((size_t)ne + 1) * sizeof(int));
+    const size_t up_bytes = ptrs_at + (batched ? (size_t)PTR_ARRAYS * ne * sizeof(void *) : 0);
+    const size_t o_offsets = off; off += align256(up_bytes);
     const size_t o_cursor = off;  off += align256((size_t)ne * sizeof(int));
     const size_t o_tok = off;     off += align256(R * sizeof(int));
     const size_t o_row = off;     off += align256((size_t)pairs * sizeof(int));
@@ -910,7 +915,6 @@ extern "C" int dsa_cuda_moe_experts(void *ctx, const bf16_t *x, int n, int hidde
     const size_t o_h = off;       off += align256(R * inter * 2);
     const size_t o_y = off;       off += align256(R * hidden * sizeof(float));
     const size_t o_ws = off;      off += ws_each * DSA_SIDE_STREAMS;
-    const size_t o_ptrs = off;    off += align256((size_t)PTR_ARRAYS * ne * sizeof(void *));
     if ((rc = dsa_cuda_scratch(c, off, &scratch))) {
         free(h_counts), free(h_offsets);
         return rc;
@@ -921,10 +925,38 @@ extern "C" int dsa_cuda_moe_experts(void *ctx, const bf16_t *x, int n, int hidde
     float *y = (float *)(base + o_y);
     bf16_t *xg = (bf16_t *)(base + o_xg), *gu = (bf16_t *)(base + o_gu), *h = (bf16_t *)(base + o_h);
 
-    // 3. The rows by expert, and x gathered into them.
-    // h_offsets is pageable: the copy has staged it by the time the call returns.
-    rc = dsa_cuda_status(c, cudaMemcpyAsync(d_offsets, h_offsets, ((size_t)ne + 1) * sizeof(int),
-                                            cudaMemcpyHostToDevice, c->stream), op);
+    // 3. The rows by expert (and the GEMMs' pointer arrays), and x gathered into them.
+    int n_groups = 0;
+    int *order = NULL, *group_start = NULL; // experts with rows, by bucket; group g = order[start[g], start[g+1])
+    uint8_t *h_up = (uint8_t *)malloc(up_bytes);
+    if (!h_up) rc = dsa_cuda_fail(c, "moe_experts: out of host memory");
+    else memcpy(h_up, h_offsets, ((size_t)ne + 1) * sizeof(int));
+    if (!rc && batched) {
+        order = (int *)malloc((size_t)ne * sizeof(int));
+        group_start = (int *)malloc(((size_t)ne + 1) * sizeof(int));
+        const void **hp = (const void **)(h_up + ptrs_at);
+        if (!order || !group_start) rc = dsa_cuda_fail(c, "moe_experts: out of host memory");
+        int m = 0;
+        for (int e = 0; e < ne && !rc; e++) // insertion by bucket, ties by expert id: ne is small
+            if (h_counts[e]) {
+                int i = m++;
+                for (; i > 0 && bucket_rows(h_counts[order[i - 1]]) > bucket_rows(h_counts[e]); i--) order[i] = order[i - 1];
+                order[i] = e;
+            }
+        for (int i = 0; i < m && !rc; i++) {
+            const int e = order[i];
+            const size_t r0 = (size_t)h_offsets[e];
+            if (i == 0 || bucket_rows(h_counts[e]) != bucket_rows(h_counts[order[i - 1]])) group_start[n_groups++] = i;
+            hp[0 * ne + i] = xg + r0 * hidden, hp[1 * ne + i] = gate_up[e].data, hp[2 * ne + i] = gu + r0 * 2 * inter;
+            hp[3 * ne + i] = h + r0 * inter, hp[4 * ne + i] = down[e].data, hp[5 * ne + i] = y + r0 * hidden;
+        }
+        if (!rc) group_start[n_groups] = m;
+    }
+    // One copy, queued while the stream is idle (just after the counts' sync): a copy from
+    // pageable memory first waits for the stream, and returns once the bytes are staged.
+    if (!rc)
+        rc = dsa_cuda_status(c, cudaMemcpyAsync(base + o_offsets, h_up, up_bytes, cudaMemcpyHostToDevice, c->stream), op);
+    free(h_up);
     if (!rc) rc = dsa_cuda_status(c, cudaMemsetAsync(cursor, 0, (size_t)ne * sizeof(int), c->stream), op);
     if (!rc) rc = dsa_cuda_status(c, cudaMemsetAsync(tok, 0xff, R * sizeof(int), c->stream), op);
     if (!rc) {
@@ -947,37 +979,7 @@ extern "C" int dsa_cuda_moe_experts(void *ctx, const bf16_t *x, int n, int hidde
     //    (One pass per expert, gate_up -> swiglu -> down on its side stream with no barrier
     //    between the phases, measured slower: 200K prefill 20.38 s against 20.14 s, with 46%
     //    more launches and 2.7% tracing overhead against 1.4%.)
-    const bool batched = !fp8_gu && !fp8_dn && same_gu && same_dn && hidden % 8 == 0 && inter % 8 == 0 &&
-                         al_gu && al_dn;
-    int n_groups = 0;
-    int *order = NULL, *group_start = NULL; // experts with rows, by bucket; group g = order[start[g], start[g+1])
-    if (!rc && batched) {
-        order = (int *)malloc((size_t)ne * sizeof(int));
-        group_start = (int *)malloc(((size_t)ne + 1) * sizeof(int));
-        const void **hp = (const void **)malloc((size_t)PTR_ARRAYS * ne * sizeof(void *));
-        if (!order || !group_start || !hp) rc = dsa_cuda_fail(c, "moe_experts: out of host memory");
-        int m = 0;
-        for (int e = 0; e < ne && !rc; e++) // insertion by bucket, ties by expert id: ne is small
-            if (h_counts[e]) {
-                int i = m++;
-                for (; i > 0 && bucket_rows(h_counts[order[i - 1]]) > bucket_rows(h_counts[e]); i--) order[i] = order[i - 1];
-                order[i] = e;
-            }
-        for (int i = 0; i < m && !rc; i++) {
-            const int e = order[i];
-            const size_t r0 = (size_t)h_offsets[e];
-            if (i == 0 || bucket_rows(h_counts[e]) != bucket_rows(h_counts[order[i - 1]])) group_start[n_groups++] = i;
-            hp[0 * ne + i] = xg + r0 * hidden, hp[1 * ne + i] = gate_up[e].data, hp[2 * ne + i] = gu + r0 * 2 * inter;
-            hp[3 * ne + i] = h + r0 * inter, hp[4 * ne + i] = down[e].data, hp[5 * ne + i] = y + r0 * hidden;
-        }
-        if (!rc) group_start[n_groups] = m;
-        // pageable: staged by the time the call returns, like h_offsets
-        if (!rc)
-            rc = dsa_cuda_status(c, cudaMemcpyAsync(base + o_ptrs, hp, (size_t)PTR_ARRAYS * ne * sizeof(void *),
-                                                    cudaMemcpyHostToDevice, c->stream), op);
-        free(hp);
-    }
-    void **dp = (void **)(base + o_ptrs);
+    void **dp = (void **)(base + o_offsets + ptrs_at);
     for (int pass = 0; pass < 2 && !rc; pass++) {
         if (pass == 1 && (rc = dsa_cuda_swiglu(c, gu, (int)R, inter, h))) break;
         if ((rc = dsa_cuda_side_fork(c))) break;

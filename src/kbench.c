@@ -32,6 +32,7 @@ typedef struct kstate {
     kcase c;
     void *buf[MAX_BUFS];
     int n_buf;
+    dsa_weight *w_host; /* moe_experts: the experts' weight tables (gate_up then down), freed by k_free */
 } kstate;
 
 typedef struct kdef {
@@ -66,6 +67,8 @@ static void k_free(kstate *s)
 {
     for (int i = s->n_buf - 1; i >= 0; i--) OPS(s)->release(CTX(s), s->buf[i]);
     s->n_buf = 0;
+    free(s->w_host);
+    s->w_host = NULL;
 }
 
 static int op_err(kstate *s, dsa_err *e) { return dsa_fail(e, DSA_EXIT_RUNTIME, "kernels: %s", OPS(s)->last_error(CTX(s))); }
@@ -361,6 +364,58 @@ static double bytes_prep(const kcase *c)
     return n * (h * 128 * 2 + h * 2 + 128 * 2 + 4 + 8) + n * (h * 128 + h * 4 + 132);
 }
 
+/* ---- moe_experts: glm-4.7-flash-dsa's routed experts (64, top-4, hidden 2048, inter 1536) ----
+ * Tokens routed by the real router (random x and router weights: the router's own imbalance, as
+ * in the forward); a prefill case is one chunk of c->ctx tokens, a decode case c->batch tokens.
+ * All experts' weights in one allocation each for gate_up and down. */
+#define MOE_EXPERTS 64
+#define MOE_TOPK 4
+#define MOE_HIDDEN 2048
+#define MOE_INTER 1536
+enum { M_X, M_ROUTER, M_BIAS, M_IDS, M_WTS, M_GU, M_DN, M_OUT };
+static int moe_tokens(const kcase *c) { return c->rows; } /* the chunk's tokens, or the batch */
+static int setup_moe(kstate *s, dsa_err *e)
+{
+    const int n = moe_tokens(&s->c), E = MOE_EXPERTS, H = MOE_HIDDEN, I = MOE_INTER;
+    const size_t gu = (size_t)2 * I * H, dn = (size_t)H * I;
+    const size_t sizes[] = {(size_t)n * H * 2, (size_t)E * H * 2, (size_t)E * 4, (size_t)n * MOE_TOPK * 4,
+                            (size_t)n * MOE_TOPK * 4, E * gu * 2, E * dn * 2, (size_t)n * H * 2};
+    void *p;
+    int rc;
+    for (int i = 0; i < 8; i++)
+        if ((rc = k_alloc(s, &p, sizes[i], e))) return rc;
+    void **b = s->buf;
+    if (OPS(s)->fill_bf16(CTX(s), b[M_X], (size_t)n * H, 11, 1.0f) ||
+        OPS(s)->fill_bf16(CTX(s), b[M_ROUTER], (size_t)E * H, 12, 1.0f / sqrtf((float)H)) ||
+        OPS(s)->fill_f32(CTX(s), b[M_BIAS], E, 13, 0.01f) ||
+        OPS(s)->fill_bf16(CTX(s), b[M_GU], E * gu, 14, 1.0f / sqrtf((float)H)) ||
+        OPS(s)->fill_bf16(CTX(s), b[M_DN], E * dn, 15, 1.0f / sqrtf((float)I)))
+        return op_err(s, e);
+    dsa_router_cfg cfg = {E, MOE_TOPK, 1, 1, 1, 1.8f}; /* glm-4.7-flash-dsa's routing */
+    if (OPS(s)->moe_router(CTX(s), b[M_X], n, H, b[M_ROUTER], b[M_BIAS], cfg, b[M_IDS], b[M_WTS])) return op_err(s, e);
+    if (!(s->w_host = calloc((size_t)2 * E, sizeof *s->w_host))) return dsa_fail(e, DSA_EXIT_RUNTIME, "out of host memory");
+    for (int x = 0; x < E; x++) {
+        s->w_host[x] = (dsa_weight){DSA_BF16, 2 * I, H, (uint16_t *)b[M_GU] + x * gu, NULL};
+        s->w_host[E + x] = (dsa_weight){DSA_BF16, H, I, (uint16_t *)b[M_DN] + x * dn, NULL};
+    }
+    return 0;
+}
+static int run_moe(kstate *s)
+{
+    void **b = s->buf;
+    const int n = moe_tokens(&s->c), E = MOE_EXPERTS;
+    return OPS(s)->moe_experts(CTX(s), b[M_X], n, MOE_HIDDEN, b[M_IDS], b[M_WTS], MOE_TOPK, E, MOE_INTER, s->w_host,
+                               s->w_host + E, b[M_X], b[M_OUT]);
+}
+/* gate_up and down per (token, expert) pair */
+static double flops_moe(const kcase *c) { return 6.0 * moe_tokens(c) * MOE_TOPK * MOE_HIDDEN * MOE_INTER; }
+/* every expert's weights read once (at most: a decode step touches fewer) + x, residual, out */
+static double bytes_moe(const kcase *c)
+{
+    const double n = moe_tokens(c), touched = 1 - pow(1 - (double)MOE_TOPK / MOE_EXPERTS, n);
+    return touched * MOE_EXPERTS * 3.0 * MOE_HIDDEN * MOE_INTER * 2 + n * MOE_HIDDEN * 2 * 3;
+}
+
 static const kdef defs[] = {
     {"idx_logits_prefill", DSA_C_IDX_LOGITS, CEIL_FP8, {8192, 65536, 131072, 200000}, 4, {32, 64}, 2, {0}, 0,
      setup_logits, run_logits_prefill, flops_logits, bytes_logits},
@@ -383,6 +438,11 @@ static const kdef defs[] = {
     {"sparse_mla_decode", DSA_C_SPARSE_ATTN, CEIL_BF16, {200000}, 1, {64, 128}, 2, {1, 32, 64}, 3, setup_sparse,
      run_sparse_decode, flops_sparse, bytes_sparse},
     {"idx_prep", DSA_C_IDX_PROJ, CEIL_BW, {200000}, 1, {32, 64}, 2, {0}, 0, setup_prep, run_prep, no_flops, bytes_prep},
+    /* context = tokens of the prefill chunk; batch = decode tokens */
+    {"moe_experts_prefill", DSA_C_MOE_EXPERTS, CEIL_BF16, {8192}, 1, {0}, 0, {0}, 0, setup_moe, run_moe, flops_moe,
+     bytes_moe},
+    {"moe_experts_decode", DSA_C_MOE_EXPERTS, CEIL_BW, {8192}, 1, {0}, 0, {1, 8, 32}, 3, setup_moe, run_moe, flops_moe,
+     bytes_moe},
 };
 #define N_DEFS ((int)(sizeof defs / sizeof defs[0]))
 
@@ -486,6 +546,7 @@ int dsa_kbench_run(const dsa_kbench_opts *o, dsa_run *run, dsa_err *e)
                     s.c.batch = k->n_batch ? (int)(o->n_batches ? o->batches[ib] : k->batch[ib]) : 0;
                     s.c.rows = s.c.batch ? s.c.batch : (int)(s.c.ctx < Q_PREFILL ? s.c.ctx : Q_PREFILL);
                     if (!strcmp(k->name, "idx_prep")) s.c.rows = 8192; /* one prefill chunk */
+                    if (k->setup == setup_moe && !s.c.batch) s.c.rows = (int)s.c.ctx; /* the chunk's tokens */
                     dsa_point *pt = dsa_run_add_point(run);
                     if (!pt) { rc = dsa_fail(e, DSA_EXIT_RUNTIME, "out of host memory"); break; }
                     snprintf(pt->phase, sizeof pt->phase, "kernel");

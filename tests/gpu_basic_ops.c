@@ -28,29 +28,6 @@
 
 static gpu_env env;
 
-static void gpu_ok(int rc, const char *what)
-{
-    if (rc) gpu_die(&env, what);
-}
-
-static void ref_ok(int rc, const char *what)
-{
-    if (rc) {
-        fprintf(stderr, "%s (reference): %s\n", what, env.ref.last_error(env.ref.ctx));
-        exit(1);
-    }
-}
-
-static void *xmalloc(size_t bytes)
-{
-    void *p = calloc(1, bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "out of host memory\n");
-        exit(1);
-    }
-    return p;
-}
-
 /* 0xFF bytes on the device copy: NaN as bf16 and fp32, -1 as integers. */
 static void poison(mirror *m)
 {
@@ -142,8 +119,8 @@ static void test_embed(int n, int hidden)
     mirror table = mirror_rand_bf16(&env, (size_t)vocab * hidden, 11, 1.0f);
     mirror out = mirror_new(&env, (size_t)n * hidden * 2);
     poison(&out);
-    ref_ok(env.ref.embed(env.ref.ctx, t.h, n, table.h, hidden, out.h), "embed");
-    gpu_ok(env.gpu.embed(env.gpu.ctx, t.d, n, table.d, hidden, out.d), "embed");
+    ref_ok(&env, env.ref.embed(env.ref.ctx, t.h, n, table.h, hidden, out.h), "embed");
+    gpu_ok(&env, env.gpu.embed(env.gpu.ctx, t.d, n, table.d, hidden, out.d), "embed");
     bf16_t *g = mirror_down(&env, &out);
     char what[96];
     snprintf(what, sizeof what, "embed n=%d hidden=%d (exact)", n, hidden);
@@ -164,11 +141,11 @@ static void test_norm(int layer, int n, int d, int ldx, int ldy, int in_place)
     else poison(&y);
     const float eps = 1e-6f;
     if (layer) {
-        ref_ok(env.ref.layernorm(env.ref.ctx, x.h, ldx, n, d, w.h, b.h, eps, y.h, ldy), "layernorm");
-        gpu_ok(env.gpu.layernorm(env.gpu.ctx, x.d, ldx, n, d, w.d, b.d, eps, y.d, ldy), "layernorm");
+        ref_ok(&env, env.ref.layernorm(env.ref.ctx, x.h, ldx, n, d, w.h, b.h, eps, y.h, ldy), "layernorm");
+        gpu_ok(&env, env.gpu.layernorm(env.gpu.ctx, x.d, ldx, n, d, w.d, b.d, eps, y.d, ldy), "layernorm");
     } else {
-        ref_ok(env.ref.rmsnorm(env.ref.ctx, x.h, ldx, n, d, w.h, eps, y.h, ldy), "rmsnorm");
-        gpu_ok(env.gpu.rmsnorm(env.gpu.ctx, x.d, ldx, n, d, w.d, eps, y.d, ldy), "rmsnorm");
+        ref_ok(&env, env.ref.rmsnorm(env.ref.ctx, x.h, ldx, n, d, w.h, eps, y.h, ldy), "rmsnorm");
+        gpu_ok(&env, env.gpu.rmsnorm(env.gpu.ctx, x.d, ldx, n, d, w.d, eps, y.d, ldy), "rmsnorm");
     }
     bf16_t *g = mirror_down(&env, &y);
     char what[96];
@@ -204,8 +181,8 @@ static void test_rope(int n, int heads, int nope, int style, int k_side)
     mirror p = mirror_copy(pos, (size_t)n * 4);
     mirror x = mirror_rand_bf16(&env, (size_t)n * ld_row, 31 + heads, 1.5f);
     dsa_rope rope = {style, k_side ? 10000.0f : 50000.0f};
-    ref_ok(env.ref.rope(env.ref.ctx, x.h, n, heads, ld_row, ld_head, col, p.h, rope), "rope");
-    gpu_ok(env.gpu.rope(env.gpu.ctx, x.d, n, heads, ld_row, ld_head, col, p.d, rope), "rope");
+    ref_ok(&env, env.ref.rope(env.ref.ctx, x.h, n, heads, ld_row, ld_head, col, p.h, rope), "rope");
+    gpu_ok(&env, env.gpu.rope(env.gpu.ctx, x.d, n, heads, ld_row, ld_head, col, p.d, rope), "rope");
     bf16_t *g = mirror_down(&env, &x);
     char what[96];
     snprintf(what, sizeof what, "rope %s %s n=%d heads=%d ld_row=%d col=%d", k_side ? "k_pe" : "q_pe",
@@ -222,8 +199,8 @@ static void test_swiglu(int n, int inter)
     mirror gu = mirror_rand_bf16(&env, (size_t)n * 2 * inter, 41, 4.0f);
     mirror out = mirror_new(&env, (size_t)n * inter * 2);
     poison(&out);
-    ref_ok(env.ref.swiglu(env.ref.ctx, gu.h, n, inter, out.h), "swiglu");
-    gpu_ok(env.gpu.swiglu(env.gpu.ctx, gu.d, n, inter, out.d), "swiglu");
+    ref_ok(&env, env.ref.swiglu(env.ref.ctx, gu.h, n, inter, out.h), "swiglu");
+    gpu_ok(&env, env.gpu.swiglu(env.gpu.ctx, gu.d, n, inter, out.d), "swiglu");
     bf16_t *g = mirror_down(&env, &out);
     char what[96];
     snprintf(what, sizeof what, "swiglu n=%d inter=%d", n, inter);
@@ -250,8 +227,8 @@ static void test_mla_cache_bf16(int n, int ldkv)
     mirror sl = mirror_copy(slot, (size_t)n * 8);
     mirror kv = mirror_rand_bf16(&env, (size_t)n * ldkv, 51, 1.0f);
     mirror cache = mirror_new(&env, (size_t)n_slots * DSA_MLA_DIM * 2); /* 0xA5 in both copies */
-    ref_ok(env.ref.mla_cache_write_bf16(env.ref.ctx, kv.h, ldkv, n, sl.h, cache.h), "mla_cache_write_bf16");
-    gpu_ok(env.gpu.mla_cache_write_bf16(env.gpu.ctx, kv.d, ldkv, n, sl.d, cache.d), "mla_cache_write_bf16");
+    ref_ok(&env, env.ref.mla_cache_write_bf16(env.ref.ctx, kv.h, ldkv, n, sl.h, cache.h), "mla_cache_write_bf16");
+    gpu_ok(&env, env.gpu.mla_cache_write_bf16(env.gpu.ctx, kv.d, ldkv, n, sl.d, cache.d), "mla_cache_write_bf16");
     uint8_t *g = mirror_down(&env, &cache);
     char what[96];
     snprintf(what, sizeof what, "mla_cache_write_bf16 n=%d ldkv=%d reversed slots (bytes equal)", n, ldkv);
@@ -275,8 +252,8 @@ static void test_mla_cache_fp8(int n, int ldkv, int mode)
     mirror kv = mirror_rand_bf16(&env, (size_t)n * ldkv, 52, 3.0f);
     const size_t row = DSA_MLA_FP8_TOKEN_BYTES;
     mirror cache = mirror_new(&env, (size_t)n_slots * row);
-    ref_ok(env.ref.mla_cache_write_fp8(env.ref.ctx, kv.h, ldkv, n, sl.h, cache.h, mode), "mla_cache_write_fp8");
-    gpu_ok(env.gpu.mla_cache_write_fp8(env.gpu.ctx, kv.d, ldkv, n, sl.d, cache.d, mode), "mla_cache_write_fp8");
+    ref_ok(&env, env.ref.mla_cache_write_fp8(env.ref.ctx, kv.h, ldkv, n, sl.h, cache.h, mode), "mla_cache_write_fp8");
+    gpu_ok(&env, env.gpu.mla_cache_write_fp8(env.gpu.ctx, kv.d, ldkv, n, sl.d, cache.d, mode), "mla_cache_write_fp8");
     uint8_t *g = mirror_down(&env, &cache);
     const uint8_t *r = cache.h;
     unsigned char *written = xmalloc((size_t)n_slots);
@@ -324,8 +301,8 @@ static void test_idx_prep_q(int n, int heads, int style, int mode)
     mirror w = mirror_new(&env, (size_t)n * heads * 4);
     poison(&qf), poison(&w);
     dsa_rope rope = {style, 10000.0f};
-    ref_ok(env.ref.idx_prep_q(env.ref.ctx, q.h, wraw.h, n, heads, p.h, rope, mode, qf.h, w.h), "idx_prep_q");
-    gpu_ok(env.gpu.idx_prep_q(env.gpu.ctx, q.d, wraw.d, n, heads, p.d, rope, mode, qf.d, w.d), "idx_prep_q");
+    ref_ok(&env, env.ref.idx_prep_q(env.ref.ctx, q.h, wraw.h, n, heads, p.h, rope, mode, qf.h, w.h), "idx_prep_q");
+    gpu_ok(&env, env.gpu.idx_prep_q(env.gpu.ctx, q.d, wraw.d, n, heads, p.d, rope, mode, qf.d, w.d), "idx_prep_q");
     uint8_t *gq = mirror_down(&env, &qf);
     float *gw = mirror_down(&env, &w);
     const size_t nv = (size_t)n * heads * DSA_IDX_DIM;
@@ -357,8 +334,8 @@ static void test_idx_prep_k(int n, int ldk, int style, int mode)
     const size_t row = DSA_IDX_TOKEN_BYTES;
     mirror cache = mirror_new(&env, (size_t)n_slots * row);
     dsa_rope rope = {style, 10000.0f};
-    ref_ok(env.ref.idx_prep_k(env.ref.ctx, k.h, ldk, n, lw.h, lb.h, p.h, rope, mode, sl.h, cache.h), "idx_prep_k");
-    gpu_ok(env.gpu.idx_prep_k(env.gpu.ctx, k.d, ldk, n, lw.d, lb.d, p.d, rope, mode, sl.d, cache.d), "idx_prep_k");
+    ref_ok(&env, env.ref.idx_prep_k(env.ref.ctx, k.h, ldk, n, lw.h, lb.h, p.h, rope, mode, sl.h, cache.h), "idx_prep_k");
+    gpu_ok(&env, env.gpu.idx_prep_k(env.gpu.ctx, k.d, ldk, n, lw.d, lb.d, p.d, rope, mode, sl.d, cache.d), "idx_prep_k");
     uint8_t *g = mirror_down(&env, &cache);
     const uint8_t *r = cache.h;
     unsigned char *written = xmalloc((size_t)n_slots);
@@ -407,8 +384,8 @@ static void test_gemm(int m, int n, int k, int lda, int ldd, int residual, int f
     mirror d = residual == 2 ? res : mirror_new(&env, (size_t)m * ldd * 2);
     if (residual != 2) poison(&d);
     const bf16_t *rh = residual ? res.h : NULL, *rd = residual ? res.d : NULL;
-    ref_ok(env.ref.gemm(env.ref.ctx, a.h, lda, m, &w.h, rh, d.h, ldd), "gemm");
-    gpu_ok(env.gpu.gemm(env.gpu.ctx, a.d, lda, m, &w.d, rd, d.d, ldd), "gemm");
+    ref_ok(&env, env.ref.gemm(env.ref.ctx, a.h, lda, m, &w.h, rh, d.h, ldd), "gemm");
+    gpu_ok(&env, env.gpu.gemm(env.gpu.ctx, a.d, lda, m, &w.d, rd, d.d, ldd), "gemm");
     bf16_t *g = mirror_down(&env, &d);
     char what[96];
     snprintf(what, sizeof what, "gemm %s m=%d n=%d k=%d lda=%d ldd=%d residual=%s", fp8 ? "fp8" : "bf16", m, n, k, lda,
@@ -431,10 +408,10 @@ static void test_mla_proj(int n, int heads, int nope, int v)
     mirror lat = mirror_rand_bf16(&env, (size_t)n * heads * DSA_KV_LORA, 93, 1.0f);
     mirror o = mirror_new(&env, (size_t)n * heads * v * 2);
     poison(&query), poison(&o);
-    ref_ok(env.ref.mla_absorb(env.ref.ctx, q.h, n, heads, nope, v, wkvb.h, query.h), "mla_absorb");
-    gpu_ok(env.gpu.mla_absorb(env.gpu.ctx, q.d, n, heads, nope, v, wkvb.d, query.d), "mla_absorb");
-    ref_ok(env.ref.mla_out(env.ref.ctx, lat.h, n, heads, nope, v, wkvb.h, o.h), "mla_out");
-    gpu_ok(env.gpu.mla_out(env.gpu.ctx, lat.d, n, heads, nope, v, wkvb.d, o.d), "mla_out");
+    ref_ok(&env, env.ref.mla_absorb(env.ref.ctx, q.h, n, heads, nope, v, wkvb.h, query.h), "mla_absorb");
+    gpu_ok(&env, env.gpu.mla_absorb(env.gpu.ctx, q.d, n, heads, nope, v, wkvb.d, query.d), "mla_absorb");
+    ref_ok(&env, env.ref.mla_out(env.ref.ctx, lat.h, n, heads, nope, v, wkvb.h, o.h), "mla_out");
+    gpu_ok(&env, env.gpu.mla_out(env.gpu.ctx, lat.d, n, heads, nope, v, wkvb.d, o.d), "mla_out");
     bf16_t *gq = mirror_down(&env, &query), *go = mirror_down(&env, &o);
     char what[96];
     snprintf(what, sizeof what, "mla_absorb n=%d heads=%d nope=%d v=%d (q_lat)", n, heads, nope, v);
@@ -489,9 +466,9 @@ static void test_router(int n, int hidden, dsa_router_cfg cfg, int with_bias)
     mirror bias = mirror_rand_f32(&env, (size_t)ne, 103, 0.01f);
     mirror ids = mirror_new(&env, (size_t)n * topk * 4), wts = mirror_new(&env, (size_t)n * topk * 4);
     poison(&ids), poison(&wts);
-    ref_ok(env.ref.moe_router(env.ref.ctx, x.h, n, hidden, wr.h, with_bias ? bias.h : NULL, cfg, ids.h, wts.h),
+    ref_ok(&env, env.ref.moe_router(env.ref.ctx, x.h, n, hidden, wr.h, with_bias ? bias.h : NULL, cfg, ids.h, wts.h),
            "moe_router");
-    gpu_ok(env.gpu.moe_router(env.gpu.ctx, x.d, n, hidden, wr.d, with_bias ? bias.d : NULL, cfg, ids.d, wts.d),
+    gpu_ok(&env, env.gpu.moe_router(env.gpu.ctx, x.d, n, hidden, wr.d, with_bias ? bias.d : NULL, cfg, ids.d, wts.d),
            "moe_router");
     int32_t *gi = mirror_down(&env, &ids);
     float *gw = mirror_down(&env, &wts);
@@ -548,10 +525,10 @@ static void test_experts(int n, int hidden, int inter, dsa_router_cfg cfg, int r
     const int ne = cfg.n_experts, topk = cfg.topk;
     mirror x = mirror_rand_bf16(&env, (size_t)n * hidden, 111, 1.0f);
     bf16_t *wr = xmalloc((size_t)ne * hidden * 2);
-    ref_ok(env.ref.fill_bf16(env.ref.ctx, wr, (size_t)ne * hidden, 112, 2.0f / sqrtf((float)hidden)), "fill");
+    ref_ok(&env, env.ref.fill_bf16(env.ref.ctx, wr, (size_t)ne * hidden, 112, 2.0f / sqrtf((float)hidden)), "fill");
     int32_t *ids = xmalloc((size_t)n * topk * 4);
     float *wts = xmalloc((size_t)n * topk * 4);
-    ref_ok(env.ref.moe_router(env.ref.ctx, x.h, n, hidden, wr, NULL, cfg, ids, wts), "moe_router");
+    ref_ok(&env, env.ref.moe_router(env.ref.ctx, x.h, n, hidden, wr, NULL, cfg, ids, wts), "moe_router");
     for (int r = 3; r < n; r += 7) ids[(size_t)r * topk + topk - 1] = -1;
     mirror mi = mirror_copy(ids, (size_t)n * topk * 4), mw = mirror_copy(wts, (size_t)n * topk * 4);
     test_weight *gu = xmalloc((size_t)ne * sizeof *gu), *dn = xmalloc((size_t)ne * sizeof *dn);
@@ -565,10 +542,10 @@ static void test_experts(int n, int hidden, int inter, dsa_router_cfg cfg, int r
     mirror res = mirror_rand_bf16(&env, (size_t)n * hidden, 113, 1.0f);
     mirror out = residual == 2 ? res : mirror_new(&env, (size_t)n * hidden * 2);
     if (residual != 2) poison(&out);
-    ref_ok(env.ref.moe_experts(env.ref.ctx, x.h, n, hidden, ids, wts, topk, ne, inter, guh, dnh,
+    ref_ok(&env, env.ref.moe_experts(env.ref.ctx, x.h, n, hidden, ids, wts, topk, ne, inter, guh, dnh,
                                residual ? res.h : NULL, out.h),
            "moe_experts");
-    gpu_ok(env.gpu.moe_experts(env.gpu.ctx, x.d, n, hidden, mi.d, mw.d, topk, ne, inter, gud, dnd,
+    gpu_ok(&env, env.gpu.moe_experts(env.gpu.ctx, x.d, n, hidden, mi.d, mw.d, topk, ne, inter, gud, dnd,
                                residual ? res.d : NULL, out.d),
            "moe_experts");
     bf16_t *g = mirror_down(&env, &out);

@@ -80,6 +80,39 @@ static void gpu_die(gpu_env *env, const char *what)
     exit(1);
 }
 
+/* Die with the op's message when a GPU (gpu_ok) or reference (ref_ok) op failed, or a CUDA
+ * runtime call (cuda_ok); host allocations that cannot fail quietly (xmalloc, zeroed). */
+static inline void gpu_ok(gpu_env *env, int rc, const char *what)
+{
+    if (rc) gpu_die(env, what);
+}
+
+static inline void ref_ok(gpu_env *env, int rc, const char *what)
+{
+    if (rc) {
+        fprintf(stderr, "%s (reference): %s\n", what, env->ref.last_error(env->ref.ctx));
+        exit(1);
+    }
+}
+
+static inline void cuda_ok(cudaError_t st, const char *what)
+{
+    if (st != cudaSuccess) {
+        fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(st));
+        exit(1);
+    }
+}
+
+static inline void *xmalloc(size_t bytes)
+{
+    void *p = calloc(1, bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "out of host memory\n");
+        exit(1);
+    }
+    return p;
+}
+
 /* Host memory is poisoned (0xA5) so an unwritten output cannot pass as a right one. */
 static mirror mirror_new(gpu_env *env, size_t bytes)
 {

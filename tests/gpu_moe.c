@@ -35,37 +35,6 @@ static gpu_env env;
 
 static dsa_cuda_ctx *cuda_ctx(void) { return (dsa_cuda_ctx *)env.gpu.ctx; }
 
-static void gpu_ok(int rc, const char *what)
-{
-    if (rc) gpu_die(&env, what);
-}
-
-static void cuda_ok(cudaError_t st, const char *what)
-{
-    if (st != cudaSuccess) {
-        fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(st));
-        exit(1);
-    }
-}
-
-static void ref_ok(int rc, const char *what)
-{
-    if (rc) {
-        fprintf(stderr, "%s (reference): %s\n", what, env.ref.last_error(env.ref.ctx));
-        exit(1);
-    }
-}
-
-static void *xmalloc(size_t bytes)
-{
-    void *p = calloc(1, bytes ? bytes : 1);
-    if (!p) {
-        fprintf(stderr, "out of host memory\n");
-        exit(1);
-    }
-    return p;
-}
-
 /* 0xFF bytes on the device copy: NaN as bf16. */
 static void poison(mirror *m)
 {
@@ -119,7 +88,7 @@ static expert_set experts_new(int ne, int hidden, int inter, int fp8, uint64_t s
 static void *dev_alloc(size_t bytes)
 {
     void *p = NULL;
-    gpu_ok(env.gpu.alloc(env.gpu.ctx, &p, bytes), "alloc");
+    gpu_ok(&env, env.gpu.alloc(env.gpu.ctx, &p, bytes), "alloc");
     return p;
 }
 
@@ -132,10 +101,10 @@ static dsa_weight dev_weight(expert_set *E, int *slot, int n, int k, uint64_t se
     if (E->fp8) {
         const size_t ns = (size_t)((n + 127) / 128) * ((k + 127) / 128);
         w.scale = E->dev[(*slot)++] = dev_alloc(ns * 4);
-        gpu_ok(dsa_cuda_fill_e4m3(env.gpu.ctx, w.data, count, seed), "fill_e4m3");
-        gpu_ok(dsa_cuda_fill_f32(env.gpu.ctx, w.scale, ns, seed ^ 1, 0.01f), "fill_f32");
+        gpu_ok(&env, dsa_cuda_fill_e4m3(env.gpu.ctx, w.data, count, seed), "fill_e4m3");
+        gpu_ok(&env, dsa_cuda_fill_f32(env.gpu.ctx, w.scale, ns, seed ^ 1, 0.01f), "fill_f32");
     } else {
-        gpu_ok(dsa_cuda_fill_bf16(env.gpu.ctx, w.data, count, seed, 1.0f / sqrtf((float)k)), "fill_bf16");
+        gpu_ok(&env, dsa_cuda_fill_bf16(env.gpu.ctx, w.data, count, seed, 1.0f / sqrtf((float)k)), "fill_bf16");
     }
     return w;
 }
@@ -227,7 +196,7 @@ static bf16_t *ref_run(const expert_set *E, const bf16_t *x, int n, int topk, co
     for (size_t i = 0; i < (size_t)n * topk; i++) rid[i] = ids[i] >= E->ne ? -1 : ids[i];
     bf16_t *out = xmalloc(nh * 2);
     if (in_place) memcpy(out, residual, nh * 2);
-    ref_ok(env.ref.moe_experts(env.ref.ctx, x, n, E->hidden, rid, wts, topk, E->ne, E->inter, E->guh, E->dnh,
+    ref_ok(&env, env.ref.moe_experts(env.ref.ctx, x, n, E->hidden, rid, wts, topk, E->ne, E->inter, E->guh, E->dnh,
                                in_place ? out : residual, out),
            "moe_experts");
     free(rid);
@@ -287,7 +256,7 @@ static void test_eager(const expert_set *E, int n, int topk, int route, int resi
     for (int rep = 0; rep < 2; rep++) {
         if (residual == 2) mirror_up(&env, &res); /* the previous run overwrote it */
         else poison(&out);
-        gpu_ok(env.gpu.moe_experts(env.gpu.ctx, xd, n, hidden, mi.d, mw.d, topk, ne, inter, E->gud, E->dnd,
+        gpu_ok(&env, env.gpu.moe_experts(env.gpu.ctx, xd, n, hidden, mi.d, mw.d, topk, ne, inter, E->gud, E->dnd,
                                    residual ? res.d : NULL, out.d),
                "moe_experts");
         g[rep] = mirror_down(&env, &out);
@@ -339,7 +308,7 @@ static void expect_capture_failure(const expert_set *E, int n, int topk, const c
     float *wts = xmalloc((size_t)n * topk * 4);
     make_routing(n, topk, E->ne, ROUTE_RANDOM, 313, ids, wts);
     mirror mi = mirror_copy(ids, (size_t)n * topk * 4), mw = mirror_copy(wts, (size_t)n * topk * 4);
-    gpu_ok(env.gpu.sync(env.gpu.ctx), "sync");
+    gpu_ok(&env, env.gpu.sync(env.gpu.ctx), "sync");
     cudaGraphExec_t exec = NULL;
     const int rc = capture(E, x.d, n, topk, mi.d, mw.d, NULL, out.d, &exec);
     const char *msg = env.gpu.last_error(env.gpu.ctx);
@@ -365,11 +334,11 @@ static void test_graph(const expert_set *E, int n, int topk, int reserve_tokens)
     bf16_t *ref = ref_run(E, x.h, n, topk, ids, wts, res.h, 0);
 
     poison(&out);
-    gpu_ok(env.gpu.moe_experts(env.gpu.ctx, x.d, n, hidden, mi.d, mw.d, topk, ne, inter, E->gud, E->dnd, res.d, out.d),
+    gpu_ok(&env, env.gpu.moe_experts(env.gpu.ctx, x.d, n, hidden, mi.d, mw.d, topk, ne, inter, E->gud, E->dnd, res.d, out.d),
            "moe_experts (eager)");
     bf16_t *eager = mirror_down(&env, &out);
 
-    gpu_ok(dsa_cuda_moe_reserve(env.gpu.ctx, reserve_tokens, topk, hidden, inter), "dsa_cuda_moe_reserve");
+    gpu_ok(&env, dsa_cuda_moe_reserve(env.gpu.ctx, reserve_tokens, topk, hidden, inter), "dsa_cuda_moe_reserve");
     poison(&out);
     cudaGraphExec_t exec = NULL;
     char what[200];
@@ -422,13 +391,13 @@ static void time_graph(const expert_set *E, int n, int topk, const char *model)
     const int hidden = E->hidden, inter = E->inter, ne = E->ne, pairs = n * topk;
     const size_t nh = (size_t)n * hidden;
     bf16_t *x = dev_alloc(nh * 2), *out = dev_alloc(nh * 2);
-    gpu_ok(dsa_cuda_fill_bf16(env.gpu.ctx, x, nh, 17, 1.0f), "fill_bf16");
+    gpu_ok(&env, dsa_cuda_fill_bf16(env.gpu.ctx, x, nh, 17, 1.0f), "fill_bf16");
     mirror mi = mirror_new(&env, (size_t)pairs * 4), mw = mirror_new(&env, (size_t)pairs * 4);
     int32_t *ids = mi.h;
     float *wts = mw.h;
     for (int i = 0; i < pairs; i++) ids[i] = i % ne, wts[i] = 1.0f / (float)topk;
     mirror_up(&env, &mi), mirror_up(&env, &mw);
-    gpu_ok(dsa_cuda_moe_reserve(env.gpu.ctx, n, topk, hidden, inter), "dsa_cuda_moe_reserve");
+    gpu_ok(&env, dsa_cuda_moe_reserve(env.gpu.ctx, n, topk, hidden, inter), "dsa_cuda_moe_reserve");
     cudaGraphExec_t exec = NULL;
     if (capture(E, x, n, topk, mi.d, mw.d, x, out, &exec)) {
         printf("info: timing %s capture failed: %s\n", model, env.gpu.last_error(env.gpu.ctx));

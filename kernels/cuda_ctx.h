@@ -21,6 +21,9 @@ extern "C" {
 /* Side streams for work that is many small independent launches (the MoE experts' GEMMs of
  * a prefill chunk): one expert GEMM fills a third of the SMs, several at once fill them. */
 #define DSA_SIDE_STREAMS 8
+/* topk's split path (kernels/topk.cu): rows it takes at most, and their hand-off counters. */
+#define DSA_TOPK_SPLIT_ROWS 256
+#define DSA_TOPK_SPLIT_STATE_BYTES (DSA_TOPK_SPLIT_ROWS * 8)
 
 /* A cuBLASLt algorithm chosen once per shape (DESIGN: "chosen once per shape and cached"). */
 typedef struct dsa_gemm_plan {
@@ -47,6 +50,9 @@ typedef struct dsa_cuda_ctx {
     cudaStream_t side[DSA_SIDE_STREAMS];
     void *side_lt_ws[DSA_SIDE_STREAMS];
     cudaEvent_t side_fork, side_join[DSA_SIDE_STREAMS];
+    /* topk's split-path counters, DSA_TOPK_SPLIT_STATE_BYTES, zeroed at init; each row's last
+     * block resets its pair, so they are zero between calls (ops on one stream at a time). */
+    void *topk_split_state;
     /* Mapped host flags of the stream hold (kernels/stream_hold.cu), allocated on first use. */
     volatile int *hold_flags, *hold_flags_dev;
     char err[512];

@@ -226,12 +226,15 @@ int dsa_cuda_ops_init(dsa_ops *ops, int device, char *err, size_t err_len)
     if ((st = cudaSetDevice(device)) != cudaSuccess || (st = cudaGetDeviceProperties(&prop, device)) != cudaSuccess ||
         (st = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess ||
         (st = cudaMalloc(&c->lt_ws, LT_WORKSPACE)) != cudaSuccess ||
+        (st = cudaMalloc(&c->topk_split_state, DSA_TOPK_SPLIT_STATE_BYTES)) != cudaSuccess ||
+        (st = cudaMemset(c->topk_split_state, 0, DSA_TOPK_SPLIT_STATE_BYTES)) != cudaSuccess ||
         (st = create_events(c)) != cudaSuccess || (bs = cublasLtCreate(&c->lt)) != CUBLAS_STATUS_SUCCESS) {
         snprintf(err, err_len, "CUDA set-up failed: %s",
                  st != cudaSuccess ? cudaGetErrorString(st) : cublasLtGetStatusString(bs));
         for (int i = 0; i < 8; i++)
             if (c->events[i]) cudaEventDestroy(c->events[i]);
         if (c->lt_ws) cudaFree(c->lt_ws);
+        if (c->topk_split_state) cudaFree(c->topk_split_state);
         if (c->stream) cudaStreamDestroy(c->stream);
         free(c);
         return DSA_EOP;
@@ -305,6 +308,7 @@ void dsa_cuda_ops_fini(dsa_ops *ops)
     if (c->hold_flags) cudaFreeHost((void *)c->hold_flags);
     cublasLtDestroy(c->lt);
     cudaFree(c->lt_ws);
+    cudaFree(c->topk_split_state);
     if (c->scratch) cudaFree(c->scratch);
     cudaStreamDestroy(c->stream);
     free(c);

@@ -50,9 +50,10 @@
 //     same tau from the same samples (deterministic), filters its chunk into shared memory and
 //     appends it to the row's candidate list in scratch with one global atomic; the row's last
 //     block to finish (threadFenceReduction pattern) resolves the list, or runs the general path
-//     on the row when the guess failed. The per-row counters are static device memory that the
-//     last block resets for the next call, so no memset launch is needed; calls on one device
-//     must therefore not run concurrently on two streams (the ops table issues them on one).
+//     on the row when the guess failed. The per-row counters live in the context (zeroed once
+//     when it is created) and the row's last block resets them for the next call, so no memset
+//     launch is needed; calls on one context must therefore not run concurrently on two streams
+//     (the ops table issues them on one).
 //
 // Expected time on the H200 (4.0-4.3 TB/s copy): prefill 4096 rows x 200K = 3.28 GB read once
 // at ~4 TB/s is 0.8 ms; the samples add 2% of reads, and a block's sampling and resolve (~5 us
@@ -85,7 +86,7 @@ constexpr int kSampleChunkLen = 32;
 constexpr int kSamples = kSampleChunks * kSampleChunkLen;
 constexpr int kMinSampleRank = 64;   // for small k: the j-th sample keeps a relative spread <= 1/8
 constexpr int kSplitMinChunk = 2048;  // decode: below this many scores per block, blocks cost more than reads
-constexpr int kMaxSplitRows = 256;    // rows of the split path: one static counter pair each
+constexpr int kMaxSplitRows = DSA_TOPK_SPLIT_ROWS; // rows of the split path: one counter pair each (ctx)
 
 // Long rows (prefill): 512 threads, two blocks per SM (one samples or resolves while the other
 // streams), which caps registers at 64: the filter keeps 6 x 16 B loads in flight per thread
@@ -124,12 +125,13 @@ constexpr int kShortMaxLen = ShortRows::kCap;
 static_assert(kSamples % LongRows::kThreads == 0 && kSamples % SplitRows::kThreads == 0,
               "samples split evenly over the threads");
 
-// Per-row hand-off of the split path: zero between calls (the row's last block resets it).
+// Per-row hand-off of the split path, in the context's topk_split_state: zero between calls (the
+// row's last block resets it).
 struct SplitRowState {
     uint32_t count;  // candidates of the row found so far (all blocks)
     uint32_t done;   // blocks of the row that have finished filtering
 };
-__device__ SplitRowState g_split_state[kMaxSplitRows] = {};
+static_assert(sizeof(SplitRowState) * kMaxSplitRows <= DSA_TOPK_SPLIT_STATE_BYTES, "the context's counters");
 
 __device__ __forceinline__ int row_len(int r, int ld, int len0, int len_step)
 {
@@ -475,7 +477,7 @@ __device__ __forceinline__ void split_chunk(int len, int splits, int part, int &
 // block 0 alone with the general path.
 __global__ void __launch_bounds__(SplitRows::kThreads, SplitRows::kMinBlocks)
     topk_split_kernel(const float *__restrict__ scores, int ld, int len0, int len_step, int k, int splits, uint2 *list,
-                      int32_t *__restrict__ out)
+                      SplitRowState *state, int32_t *__restrict__ out)
 {
     using Cfg = SplitRows;
     constexpr int T = Cfg::kThreads;
@@ -506,7 +508,7 @@ __global__ void __launch_bounds__(SplitRows::kThreads, SplitRows::kMinBlocks)
 
     // Publish: the block's full count (so the row's total is exact even past cap), and its
     // staged candidates where they fall inside the list.
-    SplitRowState *st = &g_split_state[r];
+    SplitRowState *st = &state[r];
     uint2 *lst = list + (size_t)r * cap;
     const uint32_t found = sh.cand_count, staged = found < cap ? found : cap;
     if (threadIdx.x == 0) sh.list_base = found ? atomicAdd(&st->count, found) : 0u;
@@ -562,7 +564,7 @@ int launch_split(dsa_cuda_ctx *c, const float *scores, int rows, int ld, int len
     cudaError_t st = cudaFuncSetAttribute(topk_split_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (st != cudaSuccess) return dsa_cuda_status(c, st, "topk: shared memory");
     topk_split_kernel<<<dim3((unsigned)splits, (unsigned)rows), Cfg::kThreads, smem, c->stream>>>(
-        scores, ld, len0, len_step, k, splits, (uint2 *)list, out);
+        scores, ld, len0, len_step, k, splits, (uint2 *)list, (SplitRowState *)c->topk_split_state, out);
     return dsa_cuda_check(c, "topk: split rows");
 }
 

@@ -42,9 +42,9 @@
 // row until the threshold bin fits kCap, a filter pass, the rest in shared memory).
 //
 // Paths (chosen in the launcher), one launch each:
-//   - many rows (prefill): topk_rows_kernel, one block per row, two blocks per SM so that one
-//     block's sampling and resolve overlap the other's filtering read. Rows of at most
-//     kShortMaxLen scores use smaller blocks, three per SM.
+//   - many rows (prefill): topk_rows_kernel, one block per row, three blocks per SM so that one
+//     block's sampling and resolve overlap the others' filtering reads. Rows of at most
+//     kShortMaxLen scores use ShortRows blocks, three per SM.
 //   - few rows (2 <= SMs / rows: decode): topk_split_kernel, each row split over S = SMs / rows
 //     blocks (one per SM; chunks of >= kSplitMinChunk scores). Every block of a row computes the
 //     same tau from the same samples (deterministic), filters its chunk into shared memory and
@@ -88,15 +88,20 @@ constexpr int kMinSampleRank = 64;   // for small k: the j-th sample keeps a rel
 constexpr int kSplitMinChunk = 2048;  // decode: below this many scores per block, blocks cost more than reads
 constexpr int kMaxSplitRows = DSA_TOPK_SPLIT_ROWS; // rows of the split path: one counter pair each (ctx)
 
-// Long rows (prefill): 512 threads, two blocks per SM (one samples or resolves while the other
-// streams), which caps registers at 64: the filter keeps 6 x 16 B loads in flight per thread
-// (48 KB per block), the rarely used general path 2. 12K candidates (96 KB): room for the
-// expected 2.5 k = 5K with k = 2048 and more than twice that as margin.
+// Long rows (prefill): 256 threads, three blocks per SM (while one samples or resolves, two
+// stream), 80 registers: the filter keeps 8 x 16 B loads in flight per thread (32 KB per block,
+// 96 KB per SM). 8K candidates (64 KB, three blocks in 217 KB): sample_rank then aims at 4K
+// (kCap / 2), twice k. Measured on the H200 against 512 threads x 2 blocks with 12K candidates
+// and 6 loads in flight (`kernels -k topk_prefill`, 4096 rows, two runs each): 64K 0.519 /
+// 0.522 ms against 0.599 / 0.571, 128K 0.793 / 0.801 against 0.861 / 0.831, 200K 1.076 / 1.081
+// against 1.089 / 1.089: the per-row fixed cost (sampling, resolve) hides better behind the
+// other blocks' streaming; the streaming rate (~3.9 TB/s) is unchanged. 512 x 2 with 8 loads in
+// flight gave about half the gain.
 struct LongRows {
-    static constexpr int kThreads = 512;
-    static constexpr int kMinBlocks = 2;
-    static constexpr int kCap = 12288;
-    static constexpr int kFilterUnroll = 6;
+    static constexpr int kThreads = 256;
+    static constexpr int kMinBlocks = 3;
+    static constexpr int kCap = 8192;
+    static constexpr int kFilterUnroll = 8;
     static constexpr int kUnroll = 2;
     static constexpr bool kRowsFit = false;
 };
@@ -586,7 +591,7 @@ extern "C" int dsa_cuda_topk(void *ctx, const float *scores, int rows, int ld_sc
     if ((uintptr_t)scores & 3u) return dsa_cuda_fail(c, "topk: scores not 4-byte aligned");
     if ((uintptr_t)out & 3u) return dsa_cuda_fail(c, "topk: out not 4-byte aligned");
     const size_t smem_need = (size_t)SplitRows::kCap * sizeof(uint2) + sizeof(SelectShared<SplitRows::kThreads>);
-    static_assert(SplitRows::kCap >= LongRows::kCap && SplitRows::kThreads == LongRows::kThreads, "the larger block");
+    static_assert(SplitRows::kCap >= LongRows::kCap && SplitRows::kThreads >= LongRows::kThreads, "the larger block");
     if (smem_need > c->smem_optin)
         return dsa_cuda_fail(c, "topk: needs %zu bytes of shared memory per block, the device allows %zu", smem_need,
                              c->smem_optin);

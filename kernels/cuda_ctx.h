@@ -15,7 +15,7 @@ extern "C" {
 #endif
 
 /* Plans cached: the model's GEMMs (~12 shapes per token count) and the MoE experts' bucketed
- * row counts (kernels/moe.cu bucket_rows: ~16 per octave, per matrix, and 47 layers' routers
+ * row counts (kernels/moe_groups.c dsa_moe_bucket_rows: ~16 per octave, per matrix, and 47 layers' routers
  * spread them). 256 entries thrashed in a 200K prefill: a miss costs ~0.6 ms of heuristics. */
 #define DSA_GEMM_CACHE 1024
 /* Side streams for work that is many small independent launches (the MoE experts' GEMMs of

@@ -78,6 +78,7 @@
 #include "cuda_ops.h"
 
 #include "gemm_internal.h"
+#include "moe_groups.h"
 
 namespace {
 
@@ -214,25 +215,12 @@ gather_rows(const int *__restrict__ tok, const uint16_t *__restrict__ x, int hid
     }
 }
 
-// Rows given to an expert with `count` pairs: a multiple of 16 (FP8 scale vectors stay 16-byte
-// aligned) up to 1024 rows, then 1/16-octave steps: at most 15 padded rows or 6.25% of the
-// GEMM, and few enough distinct shapes (~16 per octave and matrix) that their cuBLASLt plans
-// stay cached (DSA_GEMM_CACHE). Quarter-octave steps wasted ~12% of the experts' GEMMs at
-// glm-4.7-flash's ~512 rows per expert and chunk, where half the experts land just above 512.
-int bucket_rows(int count)
-{
-    if (count <= 1024) return count <= 16 ? 16 : (count + 15) / 16 * 16;
-    int p = 1024;
-    while (p <= count / 2) p *= 2; // p <= count < 2p
-    const int step = p / 16;
-    return (count + step - 1) / step * step;
-}
-
 size_t align256(size_t x) { return (x + 255) / 256 * 256; }
 
 // The grouped path's device pointer arrays, ne entries each: gate_up A, W, D; down A, W, D.
 constexpr int PTR_ARRAYS = 6;
-// bf16 expert groups: padded rows at most 1/GROUP_PAD_DIV above the group's pairs (step 2).
+// bf16 expert groups: rows beyond the members' own buckets at most 1/GROUP_PAD_DIV of those
+// (kernels/moe_groups.c).
 constexpr int GROUP_PAD_DIV = 16;
 
 bool weight_ok(const dsa_weight *w, int n, int k)
@@ -882,43 +870,18 @@ extern "C" int dsa_cuda_moe_experts(void *ctx, const bf16_t *x, int n, int hidde
 
     // 2. Rows per expert, and the scratch plan. FP8 weights: each expert gets its own bucket.
     //    bf16 weights (batched): the experts with pairs, sorted by count, form groups of one
-    //    GEMM shape, each member padded to the bucket of the group's largest count; a group
-    //    grows while its padded rows exceed its pairs by at most 1/16. One pointer-array GEMM
-    //    per group and phase. With one group per distinct bucket (multiples of 16 rows) there
-    //    were ~32 per phase at glm-4.7-flash's ~512 rows per expert, and the GPU still waited on
-    //    the host's launches, ~9 us each under CUPTI (200K prefill at a217eb1: 21 gaps of 9.2 us
-    //    per call). Not yet measured: in a model of 64 normal counts (mean 512, sd 100-150),
-    //    groups within 1/16 number 10-14 and pad 4.3% of the rows (one bucket per expert pads
-    //    1.5%); within 1/32, 22-28 groups and 1.7%.
+    //    GEMM shape, each member padded to the bucket of the group's largest count
+    //    (kernels/moe_groups.c); one pointer-array GEMM per group and phase. At glm-4.7-flash's
+    //    ~512 rows per expert and 8192-token chunk there were ~32 distinct buckets per phase,
+    //    and the GPU waited on the host's launches, ~9 us each under CUPTI (200K prefill at
+    //    a217eb1: 21 gaps of 9.2 us per call); groups (0b476b5) measured at 64K: moe_experts
+    //    540 -> 512 ms, idle 157 -> 97 ms.
     const bool batched = !fp8_gu && !fp8_dn && same_gu && same_dn && hidden % 8 == 0 && inter % 8 == 0 &&
                          al_gu && al_dn;
     int *order = h_offsets + ne + 1, *group_start = order + ne, *rows_of = group_start + ne + 1;
-    int n_active = 0, n_groups = 0;
-    for (int e = 0; e < ne && !rc; e++) { // insertion by count, ties by expert id: ne is small
-        rows_of[e] = h_counts[e] ? bucket_rows(h_counts[e]) : 0;
-        if (!h_counts[e]) continue;
-        int i = n_active++;
-        for (; i > 0 && h_counts[order[i - 1]] > h_counts[e]; i--) order[i] = order[i - 1];
-        order[i] = e;
-    }
-    if (batched) {
-        long long group_pairs = 0;
-        for (int i = 0; i < n_active; i++) {
-            const int cnt = h_counts[order[i]];
-            const int start = n_groups ? group_start[n_groups - 1] : 0;
-            const long long padded = (long long)bucket_rows(cnt) * (i - start + 1); // ascending: cnt is the max
-            if (n_groups == 0 || (padded - (group_pairs + cnt)) * GROUP_PAD_DIV > group_pairs + cnt) {
-                group_start[n_groups++] = i;
-                group_pairs = 0;
-            }
-            group_pairs += cnt;
-        }
-        group_start[n_groups] = n_active;
-        for (int g = 0; g < n_groups; g++) {
-            const int rows = bucket_rows(h_counts[order[group_start[g + 1] - 1]]);
-            for (int i = group_start[g]; i < group_start[g + 1]; i++) rows_of[order[i]] = rows;
-        }
-    }
+    int n_active = 0;
+    const int n_groups = dsa_moe_group_experts(h_counts, ne, batched ? GROUP_PAD_DIV : 0, order, group_start,
+                                               rows_of, &n_active);
     long long total_rows = 0;
     size_t ws_bytes = 0;
     for (int e = 0; e < ne && !rc; e++) {

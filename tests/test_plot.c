@@ -381,7 +381,7 @@ static void test_no_components(void)
     dsa_run_free(&r);
 }
 
-/* results/kernels-h200.h5: 47 kernel cases with the ceilings measured in the same run. */
+/* results/kernels-h200.h5: a real `kernels` run, with the ceilings measured in the same run. */
 static void test_kernels(const char *data)
 {
     char path[1024];

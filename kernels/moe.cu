@@ -58,13 +58,13 @@
 //      DSA_SIDE_STREAMS (8) streams; one swiglu over all rows; the down GEMMs (fp32 out), spread
 //      the same way. Why streams: a chunk of 8192 tokens gives each of 64 experts ~512 rows,
 //      and one such GEMM leaves SMs idle in its tail wave; several at once fill them. With bf16
-//      weights, the experts of one row bucket are one cuBLASLt pointer-array batch (~32 launches
-//      per phase instead of 64); one GEMM per expert left the GPU waiting on the host's
-//      launches (64K prefill: moe_experts 626 -> 517 ms, idle 81 -> 55 ms, wall 3.947 ->
-//      3.857 s);
+//      weights, the experts of neighbouring buckets form groups (kernels/moe_groups.c), each one
+//      cuBLASLt pointer-array batch (~7-14 launches per phase instead of 64); one GEMM per
+//      expert left the GPU waiting on the host's launches (64K prefill: moe_experts 626 ->
+//      517 ms, idle 81 -> 55 ms, wall 3.947 -> 3.857 s, with one batch per bucket);
 //   5. combine as path A (step 6), reading each pair's row through the row map: out[t] =
 //      bf16(residual[t] + sum_j w[t,j] * y[row(t,j)]), in slot order, no atomics.
-//    Launches per call: ~8 plus two GEMMs per row bucket (bf16) or per expert with rows (FP8);
+//    Launches per call: ~8 plus two GEMMs per group (bf16) or per expert with rows (FP8);
 //    it was five per expert, and the gaps between ~320 launches per layer and chunk were most
 //    of the prefill's idle time.
 // Rounding points of both paths are the reference's (gate_up output bf16, swiglu output bf16,

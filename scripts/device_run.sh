@@ -5,13 +5,14 @@
 #   device_run.sh kernels [ARGS]   dsa-bench kernels ARGS, report in $OUT/kernels.h5
 #   device_run.sh cmd ARGS         dsa-bench ARGS
 #   device_run.sh sh CMD           a shell command with .dev unpacked and the libraries on the path
+# DSA_BIN=.dev/rev/NAME runs a revision packed by `device_pack.sh REV` instead of .dev/bin.
 # Logs go to $OUT (the device tool brings them back).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${OUT:-/tmp/dsa-out}
 mkdir -p "$out"
 export LD_LIBRARY_PATH="$root/.dev/lib:/usr/local/cuda/lib64:/usr/local/cuda/extras/CUPTI/lib64:${LD_LIBRARY_PATH:-}"
-bin="$root/.dev/bin"
+bin="$root/${DSA_BIN:-.dev/bin}" # DSA_BIN=.dev/rev/NAME: a revision packed by device_pack.sh REV
 if [ ! -d "$bin" ] && [ -f "$root/.dev/pack.tar.xz" ]; then tar -C "$root/.dev" -xJf "$root/.dev/pack.tar.xz"; fi
 missing=$(ldd "$bin/dsa-bench" | grep "not found" || true)
 if [ -n "$missing" ]; then

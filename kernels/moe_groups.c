@@ -9,8 +9,8 @@
  * The bound is on the rows a group adds beyond its members' own buckets, not on all padding:
  * an expert's own bucket already pads up to 15 rows, 12% of a ~113-row expert (the 1808-token
  * last chunk of a 10K prefill), and a bound on all padding (0b476b5) put every such expert in a
- * group of its own: ~60 GEMMs per phase instead of ~8 buckets, a 10K prefill 12% slower than
- * with buckets (0.5165 s against 0.461 s, sweeps of 0396d73 and a217eb1). */
+ * group of its own: 74 expert GEMM launches for that chunk's layer against 12 with one group per
+ * bucket, a 10K prefill 12% slower (0.5165 s against 0.461 s, sweeps of 0396d73 and a217eb1). */
 #include "moe_groups.h"
 
 int dsa_moe_bucket_rows(int count)

@@ -2,9 +2,9 @@
  *
  * One pointer-array GEMM runs all experts of one shape, so the fewer distinct shapes, the fewer
  * launches (the host's launches, ~7-9 us each, are what the GPU waits on between MoE GEMMs).
- * Buckets alone (multiples of 16 rows) give ~32 shapes per phase at glm-4.7-flash's ~512 rows
- * per expert and 8192-token chunk; grouping experts of neighbouring counts cuts that to ~10-14
- * for a few percent of padded rows.
+ * At glm-4.7-flash's ~512 rows per expert in an 8192-token chunk, one GEMM per bucket (multiples
+ * of 16 rows) launched 20 per phase (a217eb1's 10K trace, layer 5); grouping experts of
+ * neighbouring counts, 9 (0396d73), for a few percent more padded rows.
  *
  * The bound is on the rows a group adds beyond its members' own buckets, not on all padding:
  * an expert's own bucket already pads up to 15 rows, 12% of a ~113-row expert (the 1808-token

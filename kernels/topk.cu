@@ -56,10 +56,11 @@
 //     (the ops table issues them on one).
 //
 // Expected time on the H200 (4.0-4.3 TB/s copy): prefill 4096 rows x 200K = 3.28 GB read once
-// at ~4 TB/s is 0.8 ms; the samples add 2% of reads, and a block's sampling and resolve (~5 us
-// a row against ~50 us of streaming at half an SM's share) overlap the other block's read:
-// ~0.9-1.1 ms (target 2.0 ms; the previous version read every row twice with conflicting
-// atomics: 3.1 ms). Decode at 200K, one launch: sampling ~2-3 us (16 KB from L2, three
+// at ~4 TB/s is 0.8 ms; the samples add 2% of reads, and a block's sampling and resolve overlap
+// the other blocks' reads: measured 1.08 ms (target 2.0 ms; the previous version read every row
+// twice with conflicting atomics: 3.1 ms). The fixed part per row is larger than first thought:
+// a fit over 64K/128K/200K rows gives ~0.24 ms per 4096 rows on top of streaming at ~3.9 TB/s
+// (three blocks per SM; 0.31 ms with two). Decode at 200K, one launch: sampling ~2-3 us (16 KB from L2, three
 // histograms), filtering the B rows over all SMs (B = 32: 25.6 MB, ~6 us from HBM, less when
 // L2 holds it), publishing ~1 us, the last block's resolve of ~5K candidates ~3-5 us: ~10-16 us
 // of kernel plus the launch for B = 1..32 (target 30 us; the previous version: 35-55 us).

@@ -27,10 +27,12 @@
  * a scratch (residual copied in first, so still one rounding), whose m real rows are copied
  * to D.
  *
- * Besides the ops-table entry dsa_cuda_gemm, three internal entry points serve moe.cu and
- * mla_proj.cu (which declare them): dsa_cuda_gemm_ex (caller-provided FP8 scratch, optional
- * fp32 output), dsa_cuda_gemm_ws_bytes (that scratch's size) and dsa_cuda_gemm_heads (bf16
- * strided-batched, one batch entry per attention head). */
+ * Besides the ops-table entry dsa_cuda_gemm, internal entry points serve moe.cu and mla_proj.cu
+ * (gemm_internal.h): dsa_cuda_gemm_ex (caller-provided FP8 scratch, optional fp32 output, and
+ * the stream and cuBLASLt workspace to run on, so that the MoE's per-expert FP8 GEMMs go to the
+ * side streams without touching the context), dsa_cuda_gemm_ws_bytes (that scratch's size),
+ * dsa_cuda_gemm_heads (bf16 strided-batched, one batch entry per attention head) and
+ * dsa_cuda_gemm_ptr_array (bf16 pointer-array batch, also on a given stream). */
 #include <stdint.h>
 #include <string.h>
 
@@ -332,7 +334,8 @@ size_t dsa_cuda_gemm_ws_bytes(void *ctx, int m, const dsa_weight *W, const void 
 }
 
 int dsa_cuda_gemm_ex(void *ctx, const char *op, const bf16_t *A, int lda, int m, const dsa_weight *W,
-                     const bf16_t *residual, void *D, int ldd, int d_f32, void *ws, size_t ws_bytes)
+                     const bf16_t *residual, void *D, int ldd, int d_f32, void *ws, size_t ws_bytes,
+                     cudaStream_t stream, void *lt_ws)
 {
     dsa_cuda_ctx *c = ctx;
     int rc = check_weight(c, op, W);
@@ -358,7 +361,7 @@ int dsa_cuda_gemm_ex(void *ctx, const char *op, const bf16_t *A, int lda, int m,
         if (pl->used != 1)
             return dsa_cuda_fail(c, "%s: cuBLASLt has no bf16 algorithm for m %d, n %d, k %d, lda %d, ldd %d", op, m,
                                  W->n, W->k, lda, ldd);
-        return plan_run(c, op, pl, W->data, A, residual, D, NULL, NULL);
+        return plan_run_on(c, op, pl, W->data, A, residual, D, NULL, NULL, stream, lt_ws, c->lt_ws_bytes);
     }
 
     /* FP8: the direct problem first. */
@@ -374,12 +377,12 @@ int dsa_cuda_gemm_ex(void *ctx, const char *op, const bf16_t *A, int lda, int m,
     const float *w_scale = W->scale;
     if (L.nkb % 4) {
         float *sw = (float *)(base + L.sw);
-        if ((rc = dsa_cuda_pad_block_scales(c, W->scale, L.nbn, L.nkb, L.nkb4, sw))) return rc;
+        if ((rc = dsa_cuda_pad_block_scales(c, stream, W->scale, L.nbn, L.nkb, L.nkb4, sw))) return rc;
         w_scale = sw;
     }
     if (direct) {
-        if ((rc = dsa_cuda_quant_e4m3_rows(c, A, lda, m, m, W->k, aq, sa))) return rc;
-        return plan_run(c, op, pl, W->data, aq, residual, D, w_scale, sa);
+        if ((rc = dsa_cuda_quant_e4m3_rows(c, stream, A, lda, m, m, W->k, aq, sa))) return rc;
+        return plan_run_on(c, op, pl, W->data, aq, residual, D, w_scale, sa, stream, lt_ws, c->lt_ws_bytes);
     }
     /* Padded fallback: rows_pad rows (the extra ones quantise as zeros) into a scratch of the
      * output's type, the residual copied in first (beta = 1 in place, so still one rounding);
@@ -397,10 +400,12 @@ int dsa_cuda_gemm_ex(void *ctx, const char *op, const bf16_t *A, int lda, int m,
     if (pl->used != 1)
         return dsa_cuda_fail(c, "%s: cuBLASLt has no FP8 block-scaled algorithm for m %d (or %d), n %d, k %d", op, m,
                              L.rows_pad, W->n, W->k);
-    if ((rc = dsa_cuda_quant_e4m3_rows(c, A, lda, m, L.rows_pad, W->k, aq, sa))) return rc;
-    if (residual && (rc = dsa_cuda_copy_rows(c, residual, ldd, 0, m, W->n, tmp, L.ld_tmp, 0))) return rc;
-    if ((rc = plan_run(c, op, pl, W->data, aq, residual ? tmp : NULL, tmp, w_scale, sa))) return rc;
-    return dsa_cuda_copy_rows(c, tmp, L.ld_tmp, tmp_f32, m, W->n, D, ldd, d_f32);
+    if ((rc = dsa_cuda_quant_e4m3_rows(c, stream, A, lda, m, L.rows_pad, W->k, aq, sa))) return rc;
+    if (residual && (rc = dsa_cuda_copy_rows(c, stream, residual, ldd, 0, m, W->n, tmp, L.ld_tmp, 0))) return rc;
+    if ((rc = plan_run_on(c, op, pl, W->data, aq, residual ? tmp : NULL, tmp, w_scale, sa, stream, lt_ws,
+                           c->lt_ws_bytes)))
+        return rc;
+    return dsa_cuda_copy_rows(c, stream, tmp, L.ld_tmp, tmp_f32, m, W->n, D, ldd, d_f32);
 }
 
 int dsa_cuda_gemm(void *ctx, const bf16_t *A, int lda, int m, const dsa_weight *W, const bf16_t *residual, bf16_t *D,
@@ -415,7 +420,7 @@ int dsa_cuda_gemm(void *ctx, const bf16_t *A, int lda, int m, const dsa_weight *
         ws_bytes = dsa_cuda_gemm_ws_bytes(c, m, W, D, ldd, 0, residual);
         if ((rc = dsa_cuda_scratch(c, ws_bytes, &ws))) return rc;
     }
-    return dsa_cuda_gemm_ex(c, "gemm", A, lda, m, W, residual, D, ldd, 0, ws, ws_bytes);
+    return dsa_cuda_gemm_ex(c, "gemm", A, lda, m, W, residual, D, ldd, 0, ws, ws_bytes, c->stream, c->lt_ws);
 }
 
 int dsa_cuda_gemm_heads(void *ctx, const char *op, int m, int n, int k, int heads, const bf16_t *A, int lda,

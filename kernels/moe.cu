@@ -728,7 +728,7 @@ int experts_small(dsa_cuda_ctx *c, const bf16_t *x, int n, int hidden, const int
 
         const dim3 grid_gu((unsigned)((inter + GU_COLS - 1) / GU_COLS), max_groups);
         if (fp8_gu) {
-            if ((rc = dsa_cuda_quant_e4m3_rows(c, x, hidden, n, n, hidden, xq, xs))) return rc;
+            if ((rc = dsa_cuda_quant_e4m3_rows(c, c->stream, x, hidden, n, n, hidden, xq, xs))) return rc;
             rc = launch_gemv<true, true, true>(c, grid_gu, g, tgu, xq, xs, n, topk, hidden, inter, inter, act);
         } else if (vec_gu) {
             rc = launch_gemv<false, true, true>(c, grid_gu, g, tgu, x, NULL, n, topk, hidden, inter, inter, act);
@@ -741,7 +741,7 @@ int experts_small(dsa_cuda_ctx *c, const bf16_t *x, int n, int hidden, const int
         // FP8 quantisation does, harmlessly: their codes are never used).
         const dim3 grid_dn((unsigned)((hidden + DN_ROWS - 1) / DN_ROWS), max_groups);
         if (fp8_dn) {
-            if ((rc = dsa_cuda_quant_e4m3_rows(c, act, inter, pairs, pairs, inter, aq, as))) return rc;
+            if ((rc = dsa_cuda_quant_e4m3_rows(c, c->stream, act, inter, pairs, pairs, inter, aq, as))) return rc;
             rc = launch_gemv<true, true, false>(c, grid_dn, g, tdn, aq, as, pairs, topk, inter, hidden, inter, y);
         } else if (vec_dn) {
             rc = launch_gemv<false, true, false>(c, grid_dn, g, tdn, act, NULL, pairs, topk, inter, hidden, inter, y);
@@ -794,7 +794,7 @@ extern "C" int dsa_cuda_moe_router(void *ctx, const bf16_t *x, int n, int hidden
     if (rc) return rc;
     float *logits = (float *)scratch;
     dsa_weight wr = {DSA_BF16, ne, hidden, (void *)w_router, NULL};
-    rc = dsa_cuda_gemm_ex(c, "moe_router: logits", x, hidden, n, &wr, NULL, logits, ne, 1, NULL, 0);
+    rc = dsa_cuda_gemm_ex(c, "moe_router: logits", x, hidden, n, &wr, NULL, logits, ne, 1, NULL, 0, c->stream, c->lt_ws);
     if (rc) return rc;
     const int smem_stride = (int)((8 * (size_t)ne + 4 * (size_t)ng + ng + ne + 15) / 16 * 16);
     const int blocks = (n + ROUTER_WARPS - 1) / ROUTER_WARPS;
@@ -982,21 +982,17 @@ extern "C" int dsa_cuda_moe_experts(void *ctx, const bf16_t *x, int n, int hidde
                 rc = dsa_cuda_gemm_ptr_array(c, "moe_experts: down", rows, hidden, inter, cnt, a, inter, a + ne,
                                              a + 2 * ne, hidden, 1, c->side[s], c->side_lt_ws[s], c->lt_ws_bytes);
         }
-        cudaStream_t main_stream = c->stream;
-        void *main_ws = c->lt_ws;
         for (int e = 0, k = 0; !batched && e < ne && !rc; e++) {
             if (!h_counts[e]) continue;
             const int rows = rows_of[e], s = k++ % DSA_SIDE_STREAMS;
             const size_t r0 = (size_t)h_offsets[e];
             void *ws = base + o_ws + ws_each * s;
-            c->stream = c->side[s], c->lt_ws = c->side_lt_ws[s];
             if (pass == 0)
                 rc = dsa_cuda_gemm_ex(c, "moe_experts: gate_up", xg + r0 * hidden, hidden, rows, &gate_up[e], NULL,
-                                      gu + r0 * 2 * inter, 2 * inter, 0, ws, ws_bytes);
+                                      gu + r0 * 2 * inter, 2 * inter, 0, ws, ws_bytes, c->side[s], c->side_lt_ws[s]);
             else
                 rc = dsa_cuda_gemm_ex(c, "moe_experts: down", h + r0 * inter, inter, rows, &down[e], NULL,
-                                      y + r0 * hidden, hidden, 1, ws, ws_bytes);
-            c->stream = main_stream, c->lt_ws = main_ws;
+                                      y + r0 * hidden, hidden, 1, ws, ws_bytes, c->side[s], c->side_lt_ws[s]);
         }
         const int jrc = dsa_cuda_side_join(c); // even after a failure: nothing may stay queued behind
         if (!rc) rc = jrc;

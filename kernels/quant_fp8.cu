@@ -88,8 +88,8 @@ copy_rows(const void *__restrict__ src, int ld_src, int src_f32, int m, int n, v
 
 } // namespace
 
-int dsa_cuda_quant_e4m3_rows(dsa_cuda_ctx *c, const bf16_t *A, int lda, int m, int m_total, int k, uint8_t *q,
-                             float *scales)
+int dsa_cuda_quant_e4m3_rows(dsa_cuda_ctx *c, cudaStream_t stream, const bf16_t *A, int lda, int m, int m_total, int k,
+                             uint8_t *q, float *scales)
 {
     if (k % 16 || m > m_total || m < 0)
         return dsa_cuda_fail(c, "quant_e4m3_rows: k = %d (must be a multiple of 16), m = %d, m_total = %d", k, m, m_total);
@@ -98,25 +98,26 @@ int dsa_cuda_quant_e4m3_rows(dsa_cuda_ctx *c, const bf16_t *A, int lda, int m, i
     const long long units = (long long)m_total * nkb;
     const long long blocks = (units + QUANT_WARPS - 1) / QUANT_WARPS;
     const bool vec = lda % 4 == 0 && (uintptr_t)A % 8 == 0;
-    quant_rows<<<(unsigned)blocks, 32 * QUANT_WARPS, 0, c->stream>>>(A, lda, m, m_total, k, nkb, vec, q, scales);
+    quant_rows<<<(unsigned)blocks, 32 * QUANT_WARPS, 0, stream>>>(A, lda, m, m_total, k, nkb, vec, q, scales);
     return dsa_cuda_check(c, "gemm: FP8 activation quantisation");
 }
 
-int dsa_cuda_pad_block_scales(dsa_cuda_ctx *c, const float *src, int rows, int cols, int ld_dst, float *dst)
+int dsa_cuda_pad_block_scales(dsa_cuda_ctx *c, cudaStream_t stream, const float *src, int rows, int cols, int ld_dst,
+                              float *dst)
 {
     const int total = rows * ld_dst;
     if (total <= 0) return DSA_OK;
-    pad_scales<<<(total + SMALL_THREADS - 1) / SMALL_THREADS, SMALL_THREADS, 0, c->stream>>>(src, rows, cols, ld_dst, dst);
+    pad_scales<<<(total + SMALL_THREADS - 1) / SMALL_THREADS, SMALL_THREADS, 0, stream>>>(src, rows, cols, ld_dst, dst);
     return dsa_cuda_check(c, "gemm: FP8 weight scale layout");
 }
 
-int dsa_cuda_copy_rows(dsa_cuda_ctx *c, const void *src, int ld_src, int src_f32, int m, int n, void *dst, int ld_dst,
-                       int dst_f32)
+int dsa_cuda_copy_rows(dsa_cuda_ctx *c, cudaStream_t stream, const void *src, int ld_src, int src_f32, int m, int n,
+                       void *dst, int ld_dst, int dst_f32)
 {
     const size_t total = (size_t)m * n;
     if (total == 0) return DSA_OK;
     size_t blocks = (total + SMALL_THREADS - 1) / SMALL_THREADS;
     if (blocks > (size_t)c->sms * 16) blocks = (size_t)c->sms * 16;
-    copy_rows<<<(unsigned)blocks, SMALL_THREADS, 0, c->stream>>>(src, ld_src, src_f32, m, n, dst, ld_dst, dst_f32);
+    copy_rows<<<(unsigned)blocks, SMALL_THREADS, 0, stream>>>(src, ld_src, src_f32, m, n, dst, ld_dst, dst_f32);
     return dsa_cuda_check(c, "gemm: FP8 padded fallback copy");
 }

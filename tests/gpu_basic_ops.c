@@ -38,14 +38,6 @@ static void poison(mirror *m)
     }
 }
 
-static mirror mirror_copy(const void *src, size_t bytes)
-{
-    mirror m = mirror_new(&env, bytes);
-    memcpy(m.h, src, bytes);
-    mirror_up(&env, &m);
-    return m;
-}
-
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;
 static uint32_t rnd(void)
 {
@@ -115,7 +107,7 @@ static void test_embed(int n, int hidden)
     const int vocab = 1000;
     int32_t *tok = xmalloc((size_t)n * 4);
     for (int r = 0; r < n; r++) tok[r] = (int32_t)(rnd() % vocab);
-    mirror t = mirror_copy(tok, (size_t)n * 4);
+    mirror t = mirror_copy(&env, tok, (size_t)n * 4);
     mirror table = mirror_rand_bf16(&env, (size_t)vocab * hidden, 11, 1.0f);
     mirror out = mirror_new(&env, (size_t)n * hidden * 2);
     poison(&out);
@@ -178,7 +170,7 @@ static void test_rope(int n, int heads, int nope, int style, int k_side)
     const int col = k_side ? DSA_KV_LORA : nope;
     if (k_side) heads = 1;
     int32_t *pos = positions(n);
-    mirror p = mirror_copy(pos, (size_t)n * 4);
+    mirror p = mirror_copy(&env, pos, (size_t)n * 4);
     mirror x = mirror_rand_bf16(&env, (size_t)n * ld_row, 31 + heads, 1.5f);
     dsa_rope rope = {style, k_side ? 10000.0f : 50000.0f};
     ref_ok(&env, env.ref.rope(env.ref.ctx, x.h, n, heads, ld_row, ld_head, col, p.h, rope), "rope");
@@ -224,7 +216,7 @@ static void test_mla_cache_bf16(int n, int ldkv)
 {
     int n_slots;
     int64_t *slot = slots_reversed(n, &n_slots);
-    mirror sl = mirror_copy(slot, (size_t)n * 8);
+    mirror sl = mirror_copy(&env, slot, (size_t)n * 8);
     mirror kv = mirror_rand_bf16(&env, (size_t)n * ldkv, 51, 1.0f);
     mirror cache = mirror_new(&env, (size_t)n_slots * DSA_MLA_DIM * 2); /* 0xA5 in both copies */
     ref_ok(&env, env.ref.mla_cache_write_bf16(env.ref.ctx, kv.h, ldkv, n, sl.h, cache.h), "mla_cache_write_bf16");
@@ -248,7 +240,7 @@ static void test_mla_cache_fp8(int n, int ldkv, int mode)
 {
     int n_slots;
     int64_t *slot = slots_reversed(n, &n_slots);
-    mirror sl = mirror_copy(slot, (size_t)n * 8);
+    mirror sl = mirror_copy(&env, slot, (size_t)n * 8);
     mirror kv = mirror_rand_bf16(&env, (size_t)n * ldkv, 52, 3.0f);
     const size_t row = DSA_MLA_FP8_TOKEN_BYTES;
     mirror cache = mirror_new(&env, (size_t)n_slots * row);
@@ -294,7 +286,7 @@ static void test_mla_cache_fp8(int n, int ldkv, int mode)
 static void test_idx_prep_q(int n, int heads, int style, int mode)
 {
     int32_t *pos = positions(n);
-    mirror p = mirror_copy(pos, (size_t)n * 4);
+    mirror p = mirror_copy(&env, pos, (size_t)n * 4);
     mirror q = mirror_rand_bf16(&env, (size_t)n * heads * DSA_IDX_DIM, 61 + heads, 2.0f);
     mirror wraw = mirror_rand_bf16(&env, (size_t)n * heads, 62, 1.0f);
     mirror qf = mirror_new(&env, (size_t)n * heads * DSA_IDX_DIM);
@@ -328,7 +320,7 @@ static void test_idx_prep_k(int n, int ldk, int style, int mode)
     int32_t *pos = positions(n);
     int n_slots;
     int64_t *slot = slots_reversed(n, &n_slots);
-    mirror p = mirror_copy(pos, (size_t)n * 4), sl = mirror_copy(slot, (size_t)n * 8);
+    mirror p = mirror_copy(&env, pos, (size_t)n * 4), sl = mirror_copy(&env, slot, (size_t)n * 8);
     mirror k = mirror_rand_bf16(&env, (size_t)n * ldk, 71, 3.0f);
     mirror lw = mirror_rand_bf16(&env, DSA_IDX_DIM, 72, 1.0f), lb = mirror_rand_bf16(&env, DSA_IDX_DIM, 73, 0.3f);
     const size_t row = DSA_IDX_TOKEN_BYTES;
@@ -530,7 +522,7 @@ static void test_experts(int n, int hidden, int inter, dsa_router_cfg cfg, int r
     float *wts = xmalloc((size_t)n * topk * 4);
     ref_ok(&env, env.ref.moe_router(env.ref.ctx, x.h, n, hidden, wr, NULL, cfg, ids, wts), "moe_router");
     for (int r = 3; r < n; r += 7) ids[(size_t)r * topk + topk - 1] = -1;
-    mirror mi = mirror_copy(ids, (size_t)n * topk * 4), mw = mirror_copy(wts, (size_t)n * topk * 4);
+    mirror mi = mirror_copy(&env, ids, (size_t)n * topk * 4), mw = mirror_copy(&env, wts, (size_t)n * topk * 4);
     test_weight *gu = xmalloc((size_t)ne * sizeof *gu), *dn = xmalloc((size_t)ne * sizeof *dn);
     dsa_weight *guh = xmalloc((size_t)ne * sizeof *guh), *gud = xmalloc((size_t)ne * sizeof *gud);
     dsa_weight *dnh = xmalloc((size_t)ne * sizeof *dnh), *dnd = xmalloc((size_t)ne * sizeof *dnd);

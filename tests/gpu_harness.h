@@ -129,6 +129,15 @@ static void mirror_up(gpu_env *env, mirror *m)
     if (m->bytes && env->gpu.upload(env->gpu.ctx, m->d, m->h, m->bytes)) gpu_die(env, "upload");
 }
 
+/* A mirror holding a copy of `bytes` host bytes, on the device too. */
+static mirror mirror_copy(gpu_env *env, const void *src, size_t bytes)
+{
+    mirror m = mirror_new(env, bytes);
+    memcpy(m.h, src, bytes);
+    mirror_up(env, &m);
+    return m;
+}
+
 /* Device -> a fresh host buffer (caller frees). Syncs, and checks the stream for errors. */
 static void *mirror_down(gpu_env *env, const mirror *m)
 {

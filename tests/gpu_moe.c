@@ -41,14 +41,6 @@ static void poison(mirror *m)
     if (m->bytes) cuda_ok(cudaMemsetAsync(m->d, 0xff, m->bytes, cuda_ctx()->stream), "cudaMemsetAsync");
 }
 
-static mirror mirror_copy(const void *src, size_t bytes)
-{
-    mirror m = mirror_new(&env, bytes);
-    memcpy(m.h, src, bytes);
-    mirror_up(&env, &m);
-    return m;
-}
-
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;
 static uint32_t rnd(void)
 {
@@ -247,7 +239,7 @@ static void test_eager(const expert_set *E, int n, int topk, int route, int resi
     int32_t *ids = xmalloc((size_t)n * topk * 4 + 4);
     float *wts = xmalloc((size_t)n * topk * 4 + 4);
     make_routing(n, topk, ne, route, 7000 + (uint64_t)n * 31 + (uint64_t)topk, ids, wts);
-    mirror mi = mirror_copy(ids, (size_t)n * topk * 4), mw = mirror_copy(wts, (size_t)n * topk * 4);
+    mirror mi = mirror_copy(&env, ids, (size_t)n * topk * 4), mw = mirror_copy(&env, wts, (size_t)n * topk * 4);
     mirror res = mirror_rand_bf16(&env, nh, 213 + (uint64_t)n, 1.0f);
     bf16_t *ref = ref_run(E, xh, n, topk, ids, wts, residual ? res.h : NULL, residual == 2);
     mirror out = residual == 2 ? res : mirror_new(&env, nh * 2);
@@ -307,7 +299,7 @@ static void expect_capture_failure(const expert_set *E, int n, int topk, const c
     int32_t *ids = xmalloc((size_t)n * topk * 4);
     float *wts = xmalloc((size_t)n * topk * 4);
     make_routing(n, topk, E->ne, ROUTE_RANDOM, 313, ids, wts);
-    mirror mi = mirror_copy(ids, (size_t)n * topk * 4), mw = mirror_copy(wts, (size_t)n * topk * 4);
+    mirror mi = mirror_copy(&env, ids, (size_t)n * topk * 4), mw = mirror_copy(&env, wts, (size_t)n * topk * 4);
     gpu_ok(&env, env.gpu.sync(env.gpu.ctx), "sync");
     cudaGraphExec_t exec = NULL;
     const int rc = capture(E, x.d, n, topk, mi.d, mw.d, NULL, out.d, &exec);
@@ -330,7 +322,7 @@ static void test_graph(const expert_set *E, int n, int topk, int reserve_tokens)
     int32_t *ids = xmalloc((size_t)n * topk * 4);
     float *wts = xmalloc((size_t)n * topk * 4);
     make_routing(n, topk, ne, ROUTE_RANDOM, 8000 + (uint64_t)n, ids, wts);
-    mirror mi = mirror_copy(ids, (size_t)n * topk * 4), mw = mirror_copy(wts, (size_t)n * topk * 4);
+    mirror mi = mirror_copy(&env, ids, (size_t)n * topk * 4), mw = mirror_copy(&env, wts, (size_t)n * topk * 4);
     bf16_t *ref = ref_run(E, x.h, n, topk, ids, wts, res.h, 0);
 
     poison(&out);

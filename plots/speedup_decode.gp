@@ -19,7 +19,7 @@ set title "(b) Decode, batch 1 (per-request throughput)\nglm-4.7-flash-dsa, 47 o
 set xlabel "context length (tokens)"
 set ylabel "relative speedup (%)"
 set xrange [-0.5:3.5]
-set yrange [0:151]
+set yrange [0:152]
 set xtics ("10K" 0, "60K" 1, "120K" 2, "200K" 3)
 set format y "%g%%"
 set boxwidth 0.2667 absolute
@@ -36,7 +36,7 @@ set title "(c) Decode, batch 8 (full throughput)\nglm-4.7-flash-dsa, 47 of 47 la
 set xlabel "context length (tokens)"
 set ylabel "relative speedup (%)"
 set xrange [-0.5:3.5]
-set yrange [0:151]
+set yrange [0:152]
 set xtics ("10K" 0, "60K" 1, "120K" 2, "200K" 3)
 set format y "%g%%"
 set boxwidth 0.2667 absolute

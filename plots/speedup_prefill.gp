@@ -18,7 +18,7 @@ set title "(a) Prefill (time)\nglm-4.7-flash-dsa, 47 of 47 layers; NVIDIA H200 (
 set xlabel "context length (tokens)"
 set ylabel "relative speedup (%)"
 set xrange [-0.5:3.5]
-set yrange [0:200]
+set yrange [0:202]
 set xtics ("10K" 0, "60K" 1, "120K" 2, "200K" 3)
 set format y "%g%%"
 set boxwidth 0.2667 absolute

@@ -61,7 +61,7 @@ typedef struct table {
     int n;
 } table;
 
-#define MAX_COLS 32
+#define MAX_COLS 48
 #define NO_COL SIZE_MAX
 
 #define COL(type, member, kind, units) \
@@ -145,6 +145,13 @@ static const col point_cols[] = {
     COL(dsa_point, unattributed, K_I64, "records"),
     COL(dsa_point, nonfinite, K_I64, "values"),
     COL(dsa_point, records_total, K_I64, "records"),
+    /* absent in older files: read 0, "not measured" */
+    COL(dsa_point, sm_clock_begin_mhz, K_F64, "MHz"),
+    COL(dsa_point, sm_clock_end_mhz, K_F64, "MHz"),
+    COL(dsa_point, sm_clock_mean_mhz, K_F64, "MHz"),
+    COL(dsa_point, sm_clock_min_mhz, K_F64, "MHz"),
+    COL(dsa_point, throttled_pct, K_F64, "%"),
+    COL(dsa_point, clock_events, K_I64, NULL),
 };
 
 static const col comp_cols[] = {

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "ceilings.h"
+#include "clocks.h"
 #include "cuda_ops.h"
 #include "device.h"
 #include "h5report.h"
@@ -530,6 +531,7 @@ int dsa_kbench_run(const dsa_kbench_opts *o, dsa_run *run, dsa_err *e)
     printf("#  %-20s %5s %5s %7s %8s %5s %11s %9s %9s %8s %5s\n", "kernel", "heads", "batch", "rows", "context", "reps",
            "median_us", "TFLOP/s", "GB/s", "%ceil", "of");
     int done = 0;
+    dsa_clocks *clk = dsa_clocks_open(0); /* NULL without NVML: clocks not recorded */
     int64_t t_start = dsa_now_ns();
     for (int d = 0; d < N_DEFS && !rc; d++) {
         const kdef *k = &defs[d];
@@ -559,7 +561,11 @@ int dsa_kbench_run(const dsa_kbench_opts *o, dsa_run *run, dsa_err *e)
                             s.c.heads, s.c.batch, s.c.rows, (long long)s.c.ctx);
                     dsa_err ce = {{0}};
                     int crc = k->setup(&s, &ce);
-                    if (!crc) crc = time_case(k, &s, o, pt, &ce);
+                    if (!crc) {
+                        dsa_clocks_begin(clk);
+                        crc = time_case(k, &s, o, pt, &ce);
+                        dsa_clocks_end(clk, pt);
+                    }
                     k_free(&s);
                     if (crc) {
                         pt->status = DSA_POINT_FAILED;
@@ -592,8 +598,11 @@ int dsa_kbench_run(const dsa_kbench_opts *o, dsa_run *run, dsa_err *e)
                            k->ceiling == CEIL_FP8 ? "fp8" : k->ceiling == CEIL_BF16 ? "bf16" : "copy");
                     fflush(stdout);
                     double el = (dsa_now_ns() - t_start) * 1e-9;
-                    fprintf(stderr, "%.1f us; elapsed %.0f s, estimate %.0f s left\n", 1e3 * pt->wall_median_ms, el,
-                            el / done * (total - done));
+                    fprintf(stderr, "%.1f us", 1e3 * pt->wall_median_ms);
+                    if (pt->sm_clock_mean_mhz > 0)
+                        fprintf(stderr, "; SM clock %.0f MHz mean, %.0f min, throttled %.0f%%", pt->sm_clock_mean_mhz,
+                                pt->sm_clock_min_mhz, pt->throttled_pct);
+                    fprintf(stderr, "; elapsed %.0f s, estimate %.0f s left\n", el, el / done * (total - done));
                 }
     }
     if (o->out_path) {
@@ -601,6 +610,7 @@ int dsa_kbench_run(const dsa_kbench_opts *o, dsa_run *run, dsa_err *e)
         int wrc = dsa_h5_write(o->out_path, run, &we);
         if (wrc && !rc) rc = dsa_fail(e, wrc, "%s", we.msg);
     }
+    dsa_clocks_close(clk);
     dsa_device_close(0, &ops);
     return rc;
 }

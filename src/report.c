@@ -1,9 +1,11 @@
 #include "report.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "clocks.h"
 #include "textout.h"
 
 static int is_decode(const dsa_point *p) { return strcmp(p->phase, "decode") == 0; }
@@ -173,16 +175,49 @@ static void print_components(FILE *o, const dsa_report_row *rows, int n, int md)
     }
 }
 
+/* The SM clock of every point that has it (src/clocks.h): one row each, after the other tables. */
+static void print_clocks(FILE *o, const dsa_report_row *rows, int n, int md)
+{
+    int any = 0;
+    for (int i = 0; i < n; i++) any |= rows[i].pt->sm_clock_mean_mhz > 0;
+    if (!any) return;
+    if (md)
+        fprintf(o, "\n> SM clock while each point ran (NVML, read every %d ms; throttled: share of readings with a "
+                   "throttle reason)\n\n| model | phase | point | context | batch | begin MHz | end MHz | mean MHz | "
+                   "min MHz | throttled %% | reasons |\n|---|---|---|--:|--:|--:|--:|--:|--:|--:|---|\n",
+                DSA_CLOCK_PERIOD_MS);
+    else
+        fprintf(o, "# SM clock while each point ran (NVML, read every %d ms; throttled%%: readings with a throttle "
+                   "reason)\n#  %-20s %-7s %-26s %9s %5s %9s %8s %9s %8s %10s  %s\n",
+                DSA_CLOCK_PERIOD_MS, "model", "phase", "point", "context", "batch", "begin_MHz", "end_MHz", "mean_MHz",
+                "min_MHz", "throttled%", "reasons");
+    for (int i = 0; i < n; i++) {
+        const dsa_point *p = rows[i].pt;
+        if (!(p->sm_clock_mean_mhz > 0)) continue;
+        char why[96];
+        dsa_clock_events_str((uint64_t)p->clock_events, why, (int)sizeof why);
+        fprintf(o, md ? "| %s | %s | %s | %lld | %d | %.0f | %.0f | %.0f | %.0f | %.1f | %s |\n"
+                      : "   %-20s %-7s %-26s %9lld %5d %9.0f %8.0f %9.0f %8.0f %10.1f  %s\n",
+                rows[i].run->model.name, p->phase, p->config, (long long)p->context, p->batch, p->sm_clock_begin_mhz,
+                p->sm_clock_end_mhz, p->sm_clock_mean_mhz, p->sm_clock_min_mhz, p->throttled_pct, why);
+    }
+}
+
 /* The tracing figures and the component table of one point: json members (after the others),
  * or csv columns (one <component>_ms column per component, empty where it did not run). */
 static void print_trace_fields(FILE *o, const dsa_point *p, int json)
 {
     int ok = p->status == DSA_POINT_OK && !is_kernel(p), traced = ok && p->traced_reps > 0;
+    int clk = p->sm_clock_mean_mhz > 0; /* kernel cases too */
     double v[] = {traced ? p->traced_reps : NAN, traced ? p->wall_traced_median_ms : NAN,
                   traced ? p->trace_overhead_pct : NAN, has_components(p) ? 100 * p->coverage : NAN,
-                  ok ? p->indexer_ms : NAN, ok ? (double)p->dropped_records : NAN, ok ? (double)p->unattributed : NAN};
+                  ok ? p->indexer_ms : NAN, ok ? (double)p->dropped_records : NAN, ok ? (double)p->unattributed : NAN,
+                  clk ? p->sm_clock_begin_mhz : NAN, clk ? p->sm_clock_end_mhz : NAN, clk ? p->sm_clock_mean_mhz : NAN,
+                  clk ? p->sm_clock_min_mhz : NAN, clk ? p->throttled_pct : NAN, clk ? (double)p->clock_events : NAN};
     static const char *const names[] = {"traced_reps", "wall_traced_ms", "trace_overhead_pct", "coverage_pct",
-                                        "indexer_ms", "dropped_records", "unattributed_records"};
+                                        "indexer_ms", "dropped_records", "unattributed_records",
+                                        "sm_clock_begin_mhz", "sm_clock_end_mhz", "sm_clock_mean_mhz",
+                                        "sm_clock_min_mhz", "throttled_pct", "clock_events"};
     for (int c = 0; c < (int)(sizeof v / sizeof v[0]); c++) {
         if (json) {
             fprintf(o, ", \"%s\": ", names[c]);
@@ -229,7 +264,8 @@ static void print_records(FILE *o, const dsa_report_row *rows, int n, int json)
     else {
         for (int c = 0; c < nc; c++) fprintf(o, "%s,", cols[c]);
         fputs("traced_reps,wall_traced_ms,trace_overhead_pct,coverage_pct,indexer_ms,dropped_records,"
-              "unattributed_records",
+              "unattributed_records,sm_clock_begin_mhz,sm_clock_end_mhz,sm_clock_mean_mhz,sm_clock_min_mhz,"
+              "throttled_pct,clock_events",
               o);
         for (int c = 0; c < DSA_NCOMP; c++) fprintf(o, ",%s_ms", dsa_component_name(c));
         fputc('\n', o);
@@ -283,6 +319,7 @@ int dsa_report_print(FILE *o, const dsa_run *runs, int n_runs, int format)
         print_text(o, rows, n, format == DSA_FMT_MD);
         print_kernels(o, rows, n, format == DSA_FMT_MD);
         print_components(o, rows, n, format == DSA_FMT_MD);
+        print_clocks(o, rows, n, format == DSA_FMT_MD);
     } else
         print_records(o, rows, n, format == DSA_FMT_JSON);
     free(rows);

@@ -69,6 +69,14 @@ typedef struct dsa_point {
     int64_t dropped_records;      /* CUPTI records lost (must be 0) */
     int64_t unattributed;         /* records no component claimed (expected 0); their time is idle */
     double *samples_traced;       /* wall ms per traced repetition, traced_reps of them */
+    /* The SM clock while the point ran (warm-up and every repetition), from NVML (src/clocks.h):
+     * the first and last readings, the mean and least of all (one every 50 ms), the share of
+     * readings with a throttle reason (power cap, thermal, hardware slowdown), and every NVML
+     * clock-event reason seen (a mask). All 0 when not measured: the C reference, no NVML, files
+     * written before these fields. */
+    double sm_clock_begin_mhz, sm_clock_end_mhz, sm_clock_mean_mhz, sm_clock_min_mhz;
+    double throttled_pct;
+    int64_t clock_events;
 } dsa_point;
 
 typedef struct dsa_device_info {

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clocks.h"
 #include "device.h"
 #include "forward.h"
 #include "h5report.h"
@@ -419,6 +420,7 @@ int dsa_sweep_run(const dsa_sweep_opts *o, dsa_run *run, dsa_err *e)
     run->weight_fp8 = o->weight_fp8;
     run->fused_indexer = o->fused_indexer;
     double mem = o->mem_gib > 0 ? o->mem_gib * GIB : free_bytes;
+    dsa_clocks *clk = o->device_cpu ? NULL : dsa_clocks_open(0); /* NULL without NVML: not recorded */
 
     int64_t t0 = dsa_now_ns();
     for (int i = 0; i < np && !rc; i++) {
@@ -443,7 +445,9 @@ int dsa_sweep_run(const dsa_sweep_opts *o, dsa_run *run, dsa_err *e)
             fprintf(stderr, "skipped: %s\n", pt->reason);
         } else {
             dsa_err pe = {{0}};
+            dsa_clocks_begin(clk);
             int prc = run_point(o, &ops, ps, layers, pt, &pe);
+            dsa_clocks_end(clk, pt);
             if (prc) {
                 pt->status = DSA_POINT_FAILED;
                 snprintf(pt->reason, sizeof pt->reason, "%.250s", pe.msg);
@@ -459,6 +463,9 @@ int dsa_sweep_run(const dsa_sweep_opts *o, dsa_run *run, dsa_err *e)
                     fprintf(stderr, ", coverage %.1f%%, %lld dropped, %lld unattributed)", 100 * pt->coverage,
                             (long long)pt->dropped_records, (long long)pt->unattributed);
                 }
+                if (pt->sm_clock_mean_mhz > 0)
+                    fprintf(stderr, "; SM clock %.0f MHz mean, %.0f min, throttled %.0f%%", pt->sm_clock_mean_mhz,
+                            pt->sm_clock_min_mhz, pt->throttled_pct);
                 fprintf(stderr, "; elapsed %.1f s, estimate %.1f s left\n", el, el / (i + 1) * (np - i - 1));
             }
         }
@@ -469,6 +476,7 @@ int dsa_sweep_run(const dsa_sweep_opts *o, dsa_run *run, dsa_err *e)
             if (wrc && !rc) rc = dsa_fail(e, wrc, "%s", we.msg);
         }
     }
+    dsa_clocks_close(clk);
     dsa_device_close(o->device_cpu, &ops);
 out:
     free(pts);

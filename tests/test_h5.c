@@ -99,6 +99,8 @@ static int build_run(dsa_run *r, const dsa_model *m)
     p->traced_reps = 4;
     p->wall_traced_median_ms = 1.5625;
     p->trace_overhead_pct = 4.1666666666666667;
+    p->sm_clock_begin_mhz = 1980, p->sm_clock_end_mhz = 1845, p->sm_clock_mean_mhz = 1874.25;
+    p->sm_clock_min_mhz = 1530, p->throttled_pct = 97.5, p->clock_events = 0x4 | (1LL << 40);
     p->coverage = 0.9166015625;
     p->dropped_records = 0;
     p->unattributed = 3;
@@ -220,6 +222,12 @@ static void check_run(const dsa_run *a, const dsa_run *b)
         CHECK(p->trace_overhead_pct == q->trace_overhead_pct ||
               (isnan(p->trace_overhead_pct) && isnan(q->trace_overhead_pct)));
         CHECK_NEAR(p->coverage, q->coverage, 0);
+        CHECK_NEAR(p->sm_clock_begin_mhz, q->sm_clock_begin_mhz, 0);
+        CHECK_NEAR(p->sm_clock_end_mhz, q->sm_clock_end_mhz, 0);
+        CHECK_NEAR(p->sm_clock_mean_mhz, q->sm_clock_mean_mhz, 0);
+        CHECK_NEAR(p->sm_clock_min_mhz, q->sm_clock_min_mhz, 0);
+        CHECK_NEAR(p->throttled_pct, q->throttled_pct, 0);
+        CHECK_INT(p->clock_events, q->clock_events);
         CHECK_INT(p->dropped_records, q->dropped_records);
         CHECK_INT(p->unattributed, q->unattributed);
         CHECK_INT(p->samples_traced != NULL, q->samples_traced != NULL);
@@ -486,7 +494,9 @@ static void test_trace_layout(void)
     CHECK(f >= 0);
     hid_t ds = H5Dopen2(f, "/points/table", H5P_DEFAULT), t = ds >= 0 ? H5Dget_type(ds) : -1;
     static const char *const cols[] = {"traced_reps", "wall_traced_median_ms", "trace_overhead_pct",
-                                       "coverage", "dropped_records", "unattributed"};
+                                       "coverage", "dropped_records", "unattributed", "sm_clock_begin_mhz",
+                                       "sm_clock_end_mhz", "sm_clock_mean_mhz", "sm_clock_min_mhz",
+                                       "throttled_pct", "clock_events"};
     for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) CHECK(t >= 0 && H5Tget_member_index(t, cols[i]) >= 0);
     if (t >= 0) H5Tclose(t);
     if (ds >= 0) H5Dclose(ds);

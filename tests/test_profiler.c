@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "clocks.h"
 #include "profiler.h"
 #include "report.h"
 #include "results.h"
@@ -408,6 +409,46 @@ static void test_report_idle_only(void)
     dsa_run_free(&run);
 }
 
+/* The SM clock block (src/clocks.h): one row per point that has readings, none without; the
+ * throttle reasons by name; csv and json carry the same figures. */
+static void test_report_clocks(void)
+{
+    char buf[96];
+    CHECK_STR(dsa_clock_events_str(0, buf, (int)sizeof buf), "none");
+    CHECK_STR(dsa_clock_events_str(0x1 | 0x2, buf, (int)sizeof buf), "none"); /* idle, app clocks: not throttling */
+    CHECK_STR(dsa_clock_events_str(0x4, buf, (int)sizeof buf), "sw_power_cap");
+    CHECK_STR(dsa_clock_events_str(0x4 | 0x40 | 0x1, buf, (int)sizeof buf), "sw_power_cap+hw_thermal");
+    CHECK_STR(dsa_clock_events_str(0x4 | 0x8 | 0x20 | 0x40 | 0x80, buf, 20), "sw_power_cap+hw_slo"); /* cut, ended */
+
+    dsa_run run;
+    dsa_point *p = report_point(&run, "glm-4.7-flash-dsa", "prefill", "full", 200000, 1, 47, 47, 19551.2);
+    if (!p) return;
+    p->tok_s = 200000 / 19.5512;
+    p->indexer_ms = p->indexer_share = p->coverage = NAN;
+    p->wall_traced_median_ms = p->trace_overhead_pct = NAN;
+    char *text = report_of(&run, DSA_FMT_TEXT);
+    CHECK(text && !strstr(text, "SM clock")); /* not measured: no block */
+    free(text);
+    p->sm_clock_begin_mhz = 1980, p->sm_clock_end_mhz = 1845, p->sm_clock_mean_mhz = 1874.27;
+    p->sm_clock_min_mhz = 1530, p->throttled_pct = 97.95, p->clock_events = 0x4 | 0x1;
+    text = report_of(&run, DSA_FMT_TEXT);
+    CHECK(text && strstr(text, "# SM clock while each point ran (NVML, read every 50 ms;"));
+    CHECK(text && strstr(text, "   glm-4.7-flash-dsa    prefill full                          200000     1      1980     1845"
+                               "      1874     1530       98.0  sw_power_cap\n"));
+    if (check_failures && text) fputs(text, stderr);
+    free(text);
+    char *csv = report_of(&run, DSA_FMT_CSV);
+    CHECK(csv && strstr(csv, ",unattributed_records,sm_clock_begin_mhz,sm_clock_end_mhz,sm_clock_mean_mhz,"
+                             "sm_clock_min_mhz,throttled_pct,clock_events,embed_ms,"));
+    CHECK(csv && strstr(csv, ",1980,1845,1874.27,1530,97.95,5,"));
+    free(csv);
+    char *json = report_of(&run, DSA_FMT_JSON);
+    CHECK(json && strstr(json, "\"sm_clock_mean_mhz\": 1874.27, \"sm_clock_min_mhz\": 1530, \"throttled_pct\": 97.95, "
+                               "\"clock_events\": 5"));
+    free(json);
+    dsa_run_free(&run);
+}
+
 int main(void)
 {
     test_summarise();
@@ -417,5 +458,6 @@ int main(void)
     test_host_timers();
     test_report();
     test_report_idle_only();
+    test_report_clocks();
     return check_done("test_profiler");
 }

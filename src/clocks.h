@@ -26,7 +26,8 @@
 typedef struct dsa_clocks dsa_clocks; /* NVML handle for one GPU and the sampling thread */
 
 /* NVML for CUDA device cuda_device (matched by its PCI bus id). Returns NULL when NVML or the
- * device is not there (not an error: clocks are then not recorded). */
+ * device is not there (not an error: clocks are then not recorded), or when the environment
+ * variable DSA_CLOCKS is "off". */
 dsa_clocks *dsa_clocks_open(int cuda_device);
 void dsa_clocks_close(dsa_clocks *c);
 

@@ -127,6 +127,12 @@ static int add_pair(dsa_compare *c, int *cap, const dsa_point *b, const dsa_poin
     row->base_ms = b->wall_median_ms;
     row->new_ms = n->wall_median_ms;
     judge(row, point_noise(b), point_noise(n), threshold);
+    /* When both files recorded the SM clock and it moved by more than 1%, say so: under the
+     * H200's power cap a slower clock alone makes a long point a few % slower. Not a verdict. */
+    if (b->sm_clock_mean_mhz > 0 && n->sm_clock_mean_mhz > 0 &&
+        fabs(n->sm_clock_mean_mhz / b->sm_clock_mean_mhz - 1) > 0.01)
+        snprintf(row->note, sizeof row->note, "SM clock %.0f -> %.0f MHz (mean)", b->sm_clock_mean_mhz,
+                 n->sm_clock_mean_mhz);
     if (is_kernel_point(b)) return 0; /* a kernel case's one component is its wall time */
     for (int comp = 0; comp < DSA_NCOMP; comp++) {
         const dsa_comp_stat *cb = find_comp(b, comp), *cn = find_comp(n, comp);

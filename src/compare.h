@@ -56,7 +56,7 @@ typedef struct dsa_compare_row {
     double noise;    /* max of the two relative stdevs (fraction); NAN for MISSING */
     int verdict;     /* enum dsa_verdict */
     int counts;      /* 1: this row decides the exit status (see above) */
-    char note[128];  /* why MISSING; "" otherwise */
+    char note[128];  /* why MISSING; a point whose mean SM clock moved > 1%: the two clocks; else "" */
 } dsa_compare_row;
 
 typedef struct dsa_compare {

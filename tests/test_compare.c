@@ -233,6 +233,30 @@ static void test_kernels_verdicts(void)
     dsa_run_free(&b);
     dsa_run_free(&n);
 
+    /* the SM clock, where both files have it: a move over 1% is noted on the point row (only) */
+    CHECK_INT(build_kernels(&b, one, quiet, -1, "NVIDIA H200"), 0);
+    CHECK_INT(build_kernels(&n, slow1, quiet, -1, "NVIDIA H200"), 0);
+    for (int i = 0; i < N_CASES; i++) {
+        b.points[i].sm_clock_mean_mhz = 1980;
+        n.points[i].sm_clock_mean_mhz = i == 1 ? 1845 : 1975; /* topk_decode's clock dropped; others 0.25% */
+    }
+    CHECK_INT(compare_files(&b, &n, DSA_COMPARE_THRESHOLD, &c, &e), 0);
+    r = find_row(&c, "topk_decode h=0", -1);
+    CHECK(r && r->verdict == DSA_SLOWER && !strcmp(r->note, "SM clock 1980 -> 1845 MHz (mean)"));
+    r = find_row(&c, "idx_logits_prefill h=32", -1);
+    CHECK(r && r->note[0] == '\0');
+    txt = printed(&c, &b, &n, DSA_FMT_TEXT);
+    CHECK(txt && strstr(txt, "SLOWER: SM clock 1980 -> 1845 MHz (mean)\n"));
+    free(txt);
+    dsa_compare_free(&c);
+    n.points[1].sm_clock_mean_mhz = 0; /* not measured in one file: no note */
+    CHECK_INT(dsa_compare_runs(&b, &n, DSA_COMPARE_THRESHOLD, &c, &e), 0);
+    r = find_row(&c, "topk_decode h=0", -1);
+    CHECK(r && r->note[0] == '\0');
+    dsa_compare_free(&c);
+    dsa_run_free(&b);
+    dsa_run_free(&n);
+
     /* 10% slower but 20% noise (in NEW only): too noisy to tell, SAME */
     const double noisy[N_CASES] = {0.01, 0.20, 0.01};
     CHECK_INT(build_kernels(&b, one, quiet, -1, "NVIDIA H200"), 0);

@@ -138,6 +138,13 @@ void dsa_clocks_end(dsa_clocks *c, dsa_point *pt)
     pt->clock_events = (int64_t)c->events;
 }
 
+void dsa_clocks_progress(FILE *f, const dsa_point *pt)
+{
+    if (pt->sm_clock_mean_mhz > 0)
+        fprintf(f, "; SM clock %.0f MHz mean, %.0f min, throttled %.0f%%", pt->sm_clock_mean_mhz, pt->sm_clock_min_mhz,
+                pt->throttled_pct);
+}
+
 const char *dsa_clock_events_str(uint64_t mask, char *buf, int size)
 {
     static const struct {

@@ -13,6 +13,7 @@
 #define DSA_CLOCKS_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "results.h"
 
@@ -36,6 +37,10 @@ void dsa_clocks_close(dsa_clocks *c);
 int dsa_clocks_begin(dsa_clocks *c);
 /* Stops it and fills pt's clock fields (with c NULL they stay 0: not measured). */
 void dsa_clocks_end(dsa_clocks *c, dsa_point *pt);
+
+/* The progress line's clock part ("; SM clock 1856 MHz mean, 1755 min, throttled 99%") for a
+ * point that has readings; nothing otherwise. */
+void dsa_clocks_progress(FILE *f, const dsa_point *pt);
 
 /* Names of the throttle reasons set in mask, "+"-joined into buf ("sw_power_cap+hw_thermal"),
  * or "none". */

@@ -599,9 +599,7 @@ int dsa_kbench_run(const dsa_kbench_opts *o, dsa_run *run, dsa_err *e)
                     fflush(stdout);
                     double el = (dsa_now_ns() - t_start) * 1e-9;
                     fprintf(stderr, "%.1f us", 1e3 * pt->wall_median_ms);
-                    if (pt->sm_clock_mean_mhz > 0)
-                        fprintf(stderr, "; SM clock %.0f MHz mean, %.0f min, throttled %.0f%%", pt->sm_clock_mean_mhz,
-                                pt->sm_clock_min_mhz, pt->throttled_pct);
+                    dsa_clocks_progress(stderr, pt);
                     fprintf(stderr, "; elapsed %.0f s, estimate %.0f s left\n", el, el / done * (total - done));
                 }
     }

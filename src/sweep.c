@@ -463,9 +463,7 @@ int dsa_sweep_run(const dsa_sweep_opts *o, dsa_run *run, dsa_err *e)
                     fprintf(stderr, ", coverage %.1f%%, %lld dropped, %lld unattributed)", 100 * pt->coverage,
                             (long long)pt->dropped_records, (long long)pt->unattributed);
                 }
-                if (pt->sm_clock_mean_mhz > 0)
-                    fprintf(stderr, "; SM clock %.0f MHz mean, %.0f min, throttled %.0f%%", pt->sm_clock_mean_mhz,
-                            pt->sm_clock_min_mhz, pt->throttled_pct);
+                dsa_clocks_progress(stderr, pt);
                 fprintf(stderr, "; elapsed %.1f s, estimate %.1f s left\n", el, el / (i + 1) * (np - i - 1));
             }
         }

@@ -409,6 +409,18 @@ static void test_report_idle_only(void)
     dsa_run_free(&run);
 }
 
+/* What dsa_clocks_progress prints for p (caller frees). */
+static char *progress_of(const dsa_point *p)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *o = open_memstream(&buf, &len);
+    if (!o) return NULL;
+    dsa_clocks_progress(o, p);
+    fclose(o);
+    return buf;
+}
+
 /* The SM clock block (src/clocks.h): one row per point that has readings, none without; the
  * throttle reasons by name; csv and json carry the same figures. */
 static void test_report_clocks(void)
@@ -429,6 +441,9 @@ static void test_report_clocks(void)
     char *text = report_of(&run, DSA_FMT_TEXT);
     CHECK(text && !strstr(text, "SM clock")); /* not measured: no block */
     free(text);
+    char *none = progress_of(p); /* nor a progress part */
+    CHECK(none && none[0] == '\0');
+    free(none);
     p->sm_clock_begin_mhz = 1980, p->sm_clock_end_mhz = 1845, p->sm_clock_mean_mhz = 1874.27;
     p->sm_clock_min_mhz = 1530, p->throttled_pct = 97.95, p->clock_events = 0x4 | 0x1;
     text = report_of(&run, DSA_FMT_TEXT);
@@ -437,6 +452,9 @@ static void test_report_clocks(void)
                                "      1874     1530       98.0  sw_power_cap\n"));
     if (check_failures && text) fputs(text, stderr);
     free(text);
+    char *line = progress_of(p); /* the progress line's clock part, shared by run and kernels */
+    CHECK(line && !strcmp(line, "; SM clock 1874 MHz mean, 1530 min, throttled 98%"));
+    free(line);
     char *csv = report_of(&run, DSA_FMT_CSV);
     CHECK(csv && strstr(csv, ",unattributed_records,sm_clock_begin_mhz,sm_clock_end_mhz,sm_clock_mean_mhz,"
                              "sm_clock_min_mhz,throttled_pct,clock_events,embed_ms,"));

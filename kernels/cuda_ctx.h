@@ -53,6 +53,9 @@ typedef struct dsa_cuda_ctx {
     /* topk's split-path counters, DSA_TOPK_SPLIT_STATE_BYTES, zeroed at init; each row's last
      * block resets its pair, so they are zero between calls (ops on one stream at a time). */
     void *topk_split_state;
+    /* idx_fused's running count of rows it recomputed densely (kernels/idx_fused.cu): 8 bytes
+     * zeroed at init, right after topk_split_state in the same allocation. */
+    void *idx_fused_fallback_rows;
     /* Mapped host flags of the stream hold (kernels/stream_hold.cu), allocated on first use. */
     volatile int *hold_flags, *hold_flags_dev;
     char err[512];

@@ -226,8 +226,8 @@ int dsa_cuda_ops_init(dsa_ops *ops, int device, char *err, size_t err_len)
     if ((st = cudaSetDevice(device)) != cudaSuccess || (st = cudaGetDeviceProperties(&prop, device)) != cudaSuccess ||
         (st = cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) != cudaSuccess ||
         (st = cudaMalloc(&c->lt_ws, LT_WORKSPACE)) != cudaSuccess ||
-        (st = cudaMalloc(&c->topk_split_state, DSA_TOPK_SPLIT_STATE_BYTES)) != cudaSuccess ||
-        (st = cudaMemset(c->topk_split_state, 0, DSA_TOPK_SPLIT_STATE_BYTES)) != cudaSuccess ||
+        (st = cudaMalloc(&c->topk_split_state, DSA_TOPK_SPLIT_STATE_BYTES + 8)) != cudaSuccess ||
+        (st = cudaMemset(c->topk_split_state, 0, DSA_TOPK_SPLIT_STATE_BYTES + 8)) != cudaSuccess ||
         (st = create_events(c)) != cudaSuccess || (bs = cublasLtCreate(&c->lt)) != CUBLAS_STATUS_SUCCESS) {
         snprintf(err, err_len, "CUDA set-up failed: %s",
                  st != cudaSuccess ? cudaGetErrorString(st) : cublasLtGetStatusString(bs));
@@ -239,6 +239,7 @@ int dsa_cuda_ops_init(dsa_ops *ops, int device, char *err, size_t err_len)
         free(c);
         return DSA_EOP;
     }
+    c->idx_fused_fallback_rows = (char *)c->topk_split_state + DSA_TOPK_SPLIT_STATE_BYTES; /* one allocation */
     c->sms = prop.multiProcessorCount;
     c->smem_optin = prop.sharedMemPerBlockOptin;
     c->lt_ws_bytes = LT_WORKSPACE;

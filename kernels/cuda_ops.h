@@ -62,6 +62,10 @@ int dsa_cuda_idx_fused_decode(void *ctx, const uint8_t *q_fp8, const float *w, i
  * rows = batch) takes for these sizes (0 when it takes none). A captured graph cannot grow the scratch:
  * dsa_cuda_scratch this many bytes (the largest shape the graph runs) before capturing. */
 size_t dsa_cuda_idx_fused_scratch_bytes(void *ctx, int rows, int heads, int n_keys, int k, int decode);
+/* Not an op: how many rows idx_fused has recomputed densely on this context so far, because its
+ * sampled threshold kept fewer than k or too many candidates (adversarial data: ties everywhere,
+ * scores peaking at the sample positions). Synchronises with the device. */
+unsigned long long dsa_cuda_idx_fused_fallback_rows(void *ctx);
 /* mla_proj.cu: the per-head absorb and output projections */
 int dsa_cuda_mla_absorb(void *ctx, const bf16_t *q, int n, int heads, int nope, int v, const bf16_t *w_kvb,
                         bf16_t *query);

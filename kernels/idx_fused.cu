@@ -7,60 +7,56 @@
 // kernel as idx_logits (idx_logits_core.cuh, an epilogue policy decides what happens to them), so
 // they are bit-identical, and the selection is exact on 64-bit composites
 //   c = order_key(score) << 32 | ~index
-// (order_key: the order-preserving uint32 image of a float, NaN lowest as the reference ranks it,
-// -0 == +0); the reference's order (score desc, index asc) is c descending, and every c of a row is
-// distinct, so "the k best" is one threshold on c with no tie left to break.
+// (topk_core.cuh: NaN lowest as the reference ranks it, -0 == +0); the reference's order (score
+// desc, index asc) is c descending, and every c of a row is distinct, so "the k best" is one
+// threshold on c with no tie left to break.
 //
-// Why it is exact. Row i (len_i = q_pos0 + i + 1 keys in prefill, n_keys in decode) is split into a
-// head F = keys [0, B0) and the rest. Three facts:
-//   1. The k-th best score T_i of F_i (its first min(B0, len_i) keys) is <= the k-th best of the row:
-//      the k best of F_i are k row elements scoring >= T_i.
-//   2. A key s >= B0 with score < T_i, or == T_i, is out of the row's top-k: those k elements of F
-//      beat it (higher score, or equal score and lower index since every F index is < B0 <= s).
-//   3. An element of F outside F's own top-k is out: k elements of F beat it.
-// So the row's top-k is the top-k of {F's top-k} + {s >= B0 : score > T_i}, and when F_i has fewer
-// than k elements (T_i = -inf) every key is kept. Nothing depends on the data but the count of
-// survivors, and their lists have room for every key by construction (below).
+// The idea is kernels/topk.cu's: a threshold tau guessed from a sample of the row, one pass that
+// keeps the scores >= tau, an exact selection among the few it kept. Here the pass is the score
+// computation itself, so the scores never leave the SM unless they pass. Why it is exact: if at
+// least k keys of row i score >= tau_i, the row's top k all score >= tau_i (the k-th best is >= tau_i),
+// so the top k of the kept keys are the row's; when fewer than k pass, or more than the selection
+// holds, the row is recomputed densely (below). Nothing depends on the data but the speed.
 //
 // Pipeline (one stream, no host sync, graph-capturable once the scratch is reserved):
-//   1. F scores: the idx_logits kernel (StoreScores epilogue) on keys [0, B0) into scratch [rows, B0].
-//   2. select_rows<dense, threshold>: per row, F's top-k composites, their count, and T_i.
-//   3. The main pass: the idx_logits kernel on keys [B0, n_keys) with the AppendSurvivors epilogue:
-//      a score > T_i (or any, when T_i = -inf) is appended as its composite to the list of (row,
-//      key chunk) — warp ballots give each survivor its slot, one shared-memory atomic per warp and
-//      query hands out the slots of the block's list — no global atomics, nothing but survivors
-//      leaves the SM. A list holds up to the chunk's key count: it cannot overflow, whatever the
-//      scores (the adversarial case "scores increase along the keys" makes every key a survivor and
-//      fills them). The lists alias step 1's score buffer, dead by then.
-//   4. select_rows<lists, final>: per row, the exact top-k of F's top-k + every chunk's list -> out.
-// Rows whose keys all fit in F (n_keys <= B0) and heads > 64 (idx_logits' CUDA-core kernel) take a
-// dense path: all scores into scratch, then one select_rows<dense, final>.
+//   1. gather_samples: the key rows at topk_core.cuh's kSamples = 4096 sample positions of [0, S)
+//      (S = the first row's length, which every row has), 128 chunks of 32 centred in equal strata,
+//      copied to a small contiguous cache (540 KB; per request in decode).
+//   2. Sample scores: the idx_logits kernel (StoreScores) on that cache -> [rows, 4096] fp32,
+//      ~3% of the main pass's MMA work at 200K.
+//   3. row_thresholds: per row, tau = the exact key of the j-th best sample (topk_core.cuh kth_key),
+//      j = sample_rank(len, k, cap): ~2.5 k keys of the row are expected at or above it.
+//   4. The main pass: the idx_logits kernel on every key with the AppendSurvivors epilogue: a score
+//      >= tau is appended as (score, index) to a list of its own (row, key chunk, consumer lane),
+//      whose length lives in a register: one compare and a predicated store per score, no ballots
+//      or atomics (see AppendSurvivors for what those cost). Nothing else is stored.
+//   5. select_final: per row, the lists' k <= n <= kFinalCap candidates into shared memory, then
+//      topk_core.cuh's resolve_candidates (two radix passes for continuous scores). Three blocks
+//      per SM. A row with fewer than k candidates, more than kFinalCap or a full list is flagged.
+//   6. Fallback, for flagged rows only (two launches that exit at once when none is flagged): the
+//      idx_logits kernel again, StoreScores, for each query tile holding a flagged row, into that
+//      row's own list space (dead by then: it holds n_keys floats), then select_dense on the row.
+//      Same kernel, same scores: still bit-identical. Seen only on adversarial data (equal scores
+//      everywhere, scores that peak exactly at the sample positions); each such row costs about
+//      a dense row of the unfused pair. dsa_cuda_idx_fused_fallback_rows counts them.
+// Calls whose rows are short (S below what sampling needs: sample_rank = 0) or with heads > 64
+// (idx_logits' CUDA-core kernel) take the dense path: every score into scratch, select_dense.
 //
-// B0 balances the two costs: F costs ~4 B written + read per key of F, a survivor ~8 + 8 B, and with
-// scores independent of the position ~k (L - B0) / B0 keys survive, so the traffic
-// B0 + 2 k (L - B0) / B0 is least at B0 = sqrt(2 k L): 28.7K keys at L = 200K, k = 2048, leaving
-// ~14K candidates per row instead of 200K scores (the unfused pair writes 200K, topk reads them
-// twice). B0 is capped so that F rows fit select_rows' shared memory (48K scores).
-//
-// select_rows: one block of 1024 threads per row. Candidates (F scores as fp32, or list composites)
-// are loaded once into shared memory (192 KB: 48K scores or 24K composites) with 8 loads in flight
-// per thread; then MSB-first radix select on c in 11-bit digits (shifts 64 -> 53 -> 42 -> 32 ->
-// 21 -> 10 -> 0): a histogram of the next digit over the candidates that match the prefix found so
-// far (lanes of a warp with equal bins add once: __match_any_sync), a block scan from the top bin
-// finds the bin that holds the need-th best; it stops as soon as the prefix's bin holds exactly the
-// elements still needed, which for continuous scores is within the 32 score bits. A final pass
-// writes every candidate whose top bits are >= the prefix (exactly min(k, count)). Rows with more
-// candidates than shared memory holds (only for data that defeats the threshold) run the same
-// passes from global memory: slower, equally exact.
+// Measured on the H200 (ncu, 4096 queries, 32 heads; `dsa-bench kernels -k idx_fused_prefill`):
+//                      64K keys   200K keys
+//   gather_samples        4 us        4 us
+//   sample scores       198         197      (4096 x 4096 pairs)
+//   row_thresholds       45          44
+//   main pass          2612        7686      (idx_logits with every score stored: 2565 / 7728)
+//   select_final        196         231      (200K: one version earlier, lists read one thread each)
+//   fallback, idle       13          13
+// against the unfused pair's idx_logits + topk of 2565 + 520 / 7728 + 1071 us. The fixed part
+// (~0.45 ms) is what keeps 64K keys behind the pair; it is paid back from ~128K keys up.
+// Next: fewer samples where the row is short enough (2048 keep j >= 160 at 64K), and
+// select_final's loads (170 MB in ~0.2 ms is far from the copy rate).
 //
 // Decode (B requests, one query each) runs the same pipeline with one query per tile (the idx_logits
-// decode kernel shape) and its per-request cache stride; F is then read by B blocks only.
-//
-// Next optimisations (not done): raise T_i during the main pass (key ranges in sequence with a
-// re-selection between them) so survivors fall from ~k L / B0 to ~k ln(L / B0); two select blocks
-// per SM (half the shared cache) so one row's passes overlap the next row's load; for decode with
-// few rows, split each row's selection over several blocks as topk.cu does (one block per request
-// leaves most SMs idle and its latency dominates).
+// decode kernel shape) and its per-request cache stride.
 #include <cub/block/block_scan.cuh>
 #include <math.h>
 
@@ -70,67 +66,80 @@
 
 namespace {
 
-// ---- composites ------------------------------------------------------------------------------
-
-// order_key (the order-preserving image of a float, NaN lowest, -0 == +0) is topk_core.cuh's,
-// so the fused selection ranks exactly as the top-k kernel does.
-
-// The float of an order key (NaN for key 0).
-__device__ __forceinline__ float key_value(uint32_t key)
-{
-    return __uint_as_float((key & 0x80000000u) ? (key & 0x7FFFFFFFu) : ~key);
-}
-
-// Larger composite = better: higher score, then lower index.
+// Larger composite = better: higher score, then lower index (topk_core.cuh's order).
 __device__ __forceinline__ unsigned long long composite(float score, int index)
 {
-    return ((unsigned long long)order_key(score) << 32) | (uint32_t)~(uint32_t)index;
+    return composite(order_key(score), (uint32_t)index);
 }
 
-// ---- main pass epilogue: survivors of the threshold into per-(row, chunk) lists ----------------
+// ---- main pass epilogue: survivors of the threshold into lists ---------------------------------
+
+// Prefill tiles (QB > 1): one list per (row, key chunk, consumer lane of a query): lane (g, t) of
+// consumer warp w holds keys 16 w + g and 16 w + g + 8 of every tile for queries t * QPL + i, so it
+// appends to its own lists with a length kept in a register: per score one compare and a predicated
+// store, no ballots, no atomics. The score kernel is issue-bound (the relu-weighted head sums), so
+// every instruction of the epilogue shows: a shared-memory counter per query (an atomic per
+// survivor) made the pass 12-23% slower than storing every score, warp ballots 8-11% (ncu, 4096
+// queries, 32 heads, 64K / 200K keys: 3165 / 8660 and 2843 / 8293 us against StoreScores' 2565 /
+// 7728). Survivors are stored as (score bits, index); select_final forms the composites.
+// Decode tiles (QB == 1: every lane has the same query): one list per (row, chunk), slots from one
+// shared atomic per warp; decode is memory-bound and has the slack for it.
+constexpr int CONSUMER_WARPS = CONSUMER_THREADS / 32;
+__host__ __device__ constexpr int lists_per_chunk(int qb) { return qb == 1 ? 1 : CONSUMER_WARPS * 8; }
 
 template <int QB> struct AppendSurvivors {
     struct Args {
-        const float *thr;         // [rows]: row r keeps scores > thr[r]; every score when thr[r] = -inf
-        unsigned long long *segs; // list of (row r, chunk c) at segs + (r * n_chunks + c) * seg_cap
-        int *counts;              // [rows, n_chunks]: entries in each list
-        int n_chunks, seg_cap;    // seg_cap = keys per chunk, so a list cannot overflow
-        int key_base;             // index of the key at p.cache (the main pass starts at B0)
+        const float *thr; // [rows]: row r keeps scores >= thr[r] (never NaN; -inf keeps every number)
+        uint2 *segs;      // list l of (row r, chunk c) at segs + ((r * n_chunks + c) * LPC + l) * cap
+        int *counts;      // [rows, n_chunks, LPC]: survivors of each list (may exceed cap: then only
+                          // cap are stored, and select_final flags the row)
+        int n_chunks, cap;
     };
+    static constexpr int LPC = lists_per_chunk(QB);
     static constexpr int QPL = QB == 1 ? 1 : QB / 4; // queries per lane
-    static constexpr int kSmemBytes = QB * (int)sizeof(uint32_t); // the block's list lengths
+    static constexpr int kSmemBytes = (int)sizeof(uint32_t); // decode: the list length
     const IdxParams &p;
     const Args &a;
     const int q0, q_count;
     uint32_t *list_len = nullptr;
     float thr[QPL];
-
+    int last[QPL];      // the lane's queries see keys <= last (causal limit and chunk end)
+    uint2 *dst[QPL];    // the lane's list of each of its queries (decode: the row's list)
+    uint32_t len[QPL];  // QB > 1: ... and its length
     __device__ __forceinline__ AppendSurvivors(const IdxParams &p_, const Args &a_, int q0_, int q_count_)
         : p(p_), a(a_), q0(q0_), q_count(q_count_)
     {
     }
 
-    __device__ __forceinline__ static bool keep(float v, float t) { return v > t || t == -INFINITY; }
-
-    __device__ __forceinline__ unsigned long long *list(int q) const
+    __device__ __forceinline__ size_t list_id(int q, int l) const
     {
-        return a.segs + ((size_t)(q0 + q) * a.n_chunks + grid_chunk<QB>()) * a.seg_cap;
+        return ((size_t)(q0 + q) * a.n_chunks + grid_chunk<QB>()) * LPC + l;
+    }
+    // this consumer thread's list among a query's LPC (QB > 1): (warp, g)
+    __device__ __forceinline__ static int lane_list(int ctid) { return (ctid >> 5) * 8 + ((ctid & 31) >> 2); }
+    __device__ __forceinline__ size_t list(int q, int l) const { return list_id(q, l) * a.cap; }
+
+    __device__ __forceinline__ void skipped_chunk(int, int, int tid, int nthreads) const
+    {
+        for (int i = tid; i < q_count * LPC; i += nthreads)
+            a.counts[list_id(i / LPC, i % LPC)] = 0;
     }
 
-    __device__ __forceinline__ void skipped_chunk(int, int, int tid, int) const
-    {
-        if (tid < q_count) a.counts[(size_t)(q0 + tid) * a.n_chunks + grid_chunk<QB>()] = 0;
-    }
-
+    // Per-query constants of the block, so that the per-score work is two compares.
     __device__ __forceinline__ void begin(int ctid, uint8_t *smem)
     {
         list_len = (uint32_t *)smem;
-        if (ctid < QB) list_len[ctid] = 0; // the kernel's consumer barrier follows
+        if (ctid == 0) list_len[0] = 0; // the kernel's consumer barrier follows
         const int t = ctid & 3;
+        const long long lim = min((long long)grid_chunk<QB>() * p.chunk_keys + p.chunk_keys, (long long)p.n_keys);
         #pragma unroll
         for (int i = 0; i < QPL; i++) {
             const int q = QB == 1 ? 0 : t * QPL + i;
-            thr[i] = q < q_count ? a.thr[q0 + q] : INFINITY;
+            const bool real = q < q_count;
+            thr[i] = real ? a.thr[q0 + q] : INFINITY;
+            last[i] = real ? (int)min(p.q_pos0 + (long long)p.q_pos_step * (q0 + q), lim - 1) : -1;
+            dst[i] = a.segs + (real ? list(q, QB == 1 ? 0 : lane_list(ctid)) : 0);
+            len[i] = 0;
         }
     }
 
@@ -141,109 +150,222 @@ template <int QB> struct AppendSurvivors {
         const int lane = threadIdx.x & 31;
         const int key = t ? key_b : key_a;
         const float v = t ? v1 * kscale1 : v0 * kscale0; // the StoreScores expression: same rounding
-        const long long allowed = p.q_pos0 + (long long)p.q_pos_step * q0;
-        const bool kept = t < 2 && key < lim && key <= allowed && keep(v, thr[0]);
+        const bool kept = t < 2 && key <= last[0] && v >= thr[0];
         const uint32_t ballot = __ballot_sync(0xffffffffu, kept);
+        if (!ballot) return;
         uint32_t base = 0;
-        if (lane == 0 && ballot) base = atomicAdd(&list_len[0], (uint32_t)__popc(ballot));
-        base = __shfl_sync(0xffffffffu, base, 0);
-        if (kept) list(0)[base + __popc(ballot & ((1u << lane) - 1u))] = composite(v, a.key_base + key);
+        if (lane == 0) base = atomicAdd(&list_len[0], (uint32_t)__popc(ballot));
+        const uint32_t slot = __shfl_sync(0xffffffffu, base, 0) + __popc(ballot & ((1u << lane) - 1u));
+        if (kept && slot < (uint32_t)a.cap) dst[0][slot] = make_uint2(__float_as_uint(v), (uint32_t)key);
     }
 
-    // QB > 1: lane t owns queries t*QPL + i; the 8 lanes of equal t (one per g) share a query, and
-    // lane t (g = 0) takes the slots of their survivors with one shared atomic.
+    // QB > 1: lane t owns queries t*QPL + i; the 8 lanes of equal t (one per g) share them.
     template <int N>
     __device__ __forceinline__ void putq(int t, const float (&tot0)[N], const float (&tot1)[N], float kscale0,
-                                         float kscale1, int key_a, int key_b, int lim) const
+                                         float kscale1, int key_a, int key_b, int lim)
     {
         static_assert(N == QPL, "queries per lane");
-        const int lane = threadIdx.x & 31;
-        const uint32_t group = 0x11111111u << t, below = (1u << lane) - 1u;
         #pragma unroll
         for (int i = 0; i < QPL; i++) {
-            const int q = t * QPL + i;
-            const long long allowed = p.q_pos0 + (long long)p.q_pos_step * (q0 + q);
             const float va = tot0[i] * kscale0, vb = tot1[i] * kscale1; // StoreScores' expressions
-            const bool real = q < q_count;
-            const bool ka = real && key_a < lim && key_a <= allowed && keep(va, thr[i]);
-            const bool kb = real && key_b < lim && key_b <= allowed && keep(vb, thr[i]);
-            const uint32_t ba = __ballot_sync(0xffffffffu, ka) & group;
-            const uint32_t bb = __ballot_sync(0xffffffffu, kb) & group;
-            const int na = __popc(ba), n_kept = na + __popc(bb);
-            uint32_t base = 0;
-            if (lane == t && n_kept) base = atomicAdd(&list_len[q], (uint32_t)n_kept);
-            base = __shfl_sync(0xffffffffu, base, t);
-            if (ka) list(q)[base + __popc(ba & below)] = composite(va, a.key_base + key_a);
-            if (kb) list(q)[base + na + __popc(bb & below)] = composite(vb, a.key_base + key_b);
+            if (key_a <= last[i] && va >= thr[i]) { // last = -1 for padding queries
+                if (len[i] < (uint32_t)a.cap) dst[i][len[i]] = make_uint2(__float_as_uint(va), (uint32_t)key_a);
+                len[i]++;
+            }
+            if (key_b <= last[i] && vb >= thr[i]) {
+                if (len[i] < (uint32_t)a.cap) dst[i][len[i]] = make_uint2(__float_as_uint(vb), (uint32_t)key_b);
+                len[i]++;
+            }
         }
     }
 
     __device__ __forceinline__ void end(int, int, int ctid) const
     {
-        consumer_sync(); // every consumer's slots are taken
-        if (ctid < q_count) a.counts[(size_t)(q0 + ctid) * a.n_chunks + grid_chunk<QB>()] = (int)list_len[ctid];
+        if constexpr (QB == 1) {
+            consumer_sync(); // every warp's slots are taken
+            if (ctid == 0 && q_count > 0) a.counts[list_id(0, 0)] = (int)list_len[0];
+        } else {
+            const int t = ctid & 3;
+            #pragma unroll
+            for (int i = 0; i < QPL; i++)
+                if (t * QPL + i < q_count) a.counts[list_id(t * QPL + i, lane_list(ctid))] = (int)len[i];
+        }
     }
 };
 
-// ---- exact top-k of each row's candidates ----------------------------------------------------
+// ---- the samples and the thresholds -------------------------------------------------------------
 
-// One block per row, one per SM: the shared cache takes most of shared memory, and 1024 threads
-// keep 8 x 1024 loads in flight while it fills.
+// Block (c, g) copies the kSampleChunkLen key rows of sample chunk c of cache g (cache + g * stride)
+// to dst + g * kSamples * KEY_BYTES, as 4-byte words (key rows are 4-byte aligned): 4 KB per block,
+// ~4 loads per thread, all in flight (one block per cache took ~100 us of dependent loads).
+constexpr int GATHER_THREADS = 256;
+__global__ void __launch_bounds__(GATHER_THREADS) gather_samples(const uint8_t *__restrict__ cache, size_t stride,
+                                                                 int s_len, uint8_t *__restrict__ dst)
+{
+    constexpr int kWords = kSampleChunkLen * KEY_WORDS;
+    const uint8_t *src = cache + (size_t)blockIdx.y * stride;
+    uint32_t *d = (uint32_t *)(dst + ((size_t)blockIdx.y * kSamples + (size_t)blockIdx.x * kSampleChunkLen) * KEY_BYTES);
+    // the chunk's rows are consecutive keys: one contiguous run of words
+    const uint32_t *s = (const uint32_t *)(src + (size_t)sample_position(blockIdx.x * kSampleChunkLen, s_len) * KEY_BYTES);
+    for (int i = threadIdx.x; i < kWords; i += GATHER_THREADS) d[i] = __ldg(s + i);
+}
+
+constexpr int THR_THREADS = 256;
+constexpr int kFinalCap = 8192; // select_final's candidates in shared memory (64 KB: three blocks per SM)
+
+__device__ __forceinline__ int row_len(long long len0, int len_step, int r, int n_keys)
+{
+    const long long len = len0 + (long long)len_step * r;
+    return (int)(len < 0 ? 0 : len > n_keys ? n_keys : len);
+}
+
+// thr[r] = tau as a float (threshold_float: never NaN) of row r's j-th best of its kSamples sample
+// scores (sscores + r * kSamples), j = sample_rank(len_r, k, kFinalCap); -inf when j = 0.
+__global__ void __launch_bounds__(THR_THREADS) row_thresholds(const float *__restrict__ sscores, long long len0,
+                                                              int len_step, int n_keys, int k, float *__restrict__ thr)
+{
+    __shared__ SelectShared<THR_THREADS> sh;
+    constexpr int kPer = kSamples / THR_THREADS;
+    const int r = blockIdx.x;
+    const uint32_t rank = sample_rank(row_len(len0, len_step, r, n_keys), k, kFinalCap);
+    if (!rank) { // uniform over the block
+        if (threadIdx.x == 0) thr[r] = -INFINITY;
+        return;
+    }
+    uint32_t key[kPer];
+    #pragma unroll
+    for (int u = 0; u < kPer; u++) key[u] = order_key(__ldg(sscores + (size_t)r * kSamples + u * THR_THREADS + threadIdx.x));
+    const uint32_t tau = kth_key<THR_THREADS, kPer>(sh, key, rank);
+    if (threadIdx.x == 0) thr[r] = threshold_float(tau);
+}
+
+// ---- the exact top-k of each row's survivors ----------------------------------------------------
+
+constexpr int FINAL_THREADS = 256;
+constexpr int MAX_LISTS = FINAL_THREADS; // lists per row: one count per thread in the scan
+
+struct FinalArgs {
+    const uint2 *segs; // row r's list j at segs + (r * n_lists + j) * cap: (score bits, index)
+    const int *counts;              // [rows, n_lists]
+    int n_lists, cap;
+    long long len0; // row r has len0 + len_step * r keys, clipped to [0, n_keys]
+    int len_step, n_keys, k;
+    int32_t *out;          // [rows, k]
+    int *failed;           // [rows]: 1 = flagged for the dense fallback, else 0 (every row is written)
+    unsigned long long *fallback_rows; // the context's running count of flagged rows
+};
+
+__global__ void __launch_bounds__(FINAL_THREADS, 3) select_final(const FinalArgs a)
+{
+    __shared__ SelectShared<FINAL_THREADS> sh;
+    __shared__ int list_off[MAX_LISTS + 1];
+    __shared__ int list_full;
+    extern __shared__ uint2 cand[]; // kFinalCap (key, index)
+    const int r = blockIdx.x, tid = threadIdx.x;
+    const int len = row_len(a.len0, a.len_step, r, a.n_keys), k = a.k;
+    int32_t *out = a.out + (size_t)r * k;
+    if (len <= k) { // every key (NaN ones too), then -1
+        write_all<FINAL_THREADS>(out, len, k);
+        if (tid == 0) a.failed[r] = 0;
+        return;
+    }
+    if (tid == 0) list_full = 0;
+    __syncthreads();
+    uint32_t n = 0, off, total;
+    if (tid < a.n_lists) {
+        n = (uint32_t)a.counts[(size_t)r * a.n_lists + tid];
+        if (n > (uint32_t)a.cap) list_full = 1;
+    }
+    cub::BlockScan<uint32_t, FINAL_THREADS, cub::BLOCK_SCAN_WARP_SCANS>(sh.scan).ExclusiveSum(n, off, total);
+    if (tid < a.n_lists) list_off[tid] = (int)off;
+    if (tid == 0) list_off[a.n_lists] = (int)total;
+    __syncthreads();
+    if (total < (uint32_t)k || total > (uint32_t)kFinalCap || list_full) { // uniform
+        if (tid == 0) {
+            a.failed[r] = 1;
+            atomicAdd(a.fallback_rows, 1ull);
+        }
+        return;
+    }
+    if (tid == 0) a.failed[r] = 0;
+    // candidates -> shared memory, as topk_core's (key, index) pairs; read once: evict-first. The
+    // lists are short (prefill: 64 per key chunk, ~20 entries each at 2.5k per row), so each warp
+    // takes kListsInFlight of them at once, a lane per entry, their loads all in flight (a thread
+    // walking the concatenation took 230 us for 4096 rows, its loads serialised by the list search).
+    constexpr int kListsInFlight = 8, kWarps = FINAL_THREADS / 32;
+    const int warp = tid >> 5, lane = tid & 31;
+    const uint2 *row_lists = a.segs + (size_t)r * a.n_lists * a.cap;
+    for (int l0 = warp * kListsInFlight; l0 < a.n_lists; l0 += kWarps * kListsInFlight) {
+        uint2 e[kListsInFlight];
+        #pragma unroll
+        for (int u = 0; u < kListsInFlight; u++) {
+            const int l = l0 + u;
+            if (l < a.n_lists && lane < list_off[l + 1] - list_off[l]) e[u] = __ldcs(row_lists + (size_t)l * a.cap + lane);
+        }
+        #pragma unroll
+        for (int u = 0; u < kListsInFlight; u++) {
+            const int l = l0 + u;
+            if (l >= a.n_lists) break;
+            const int off = list_off[l], n = list_off[l + 1] - off;
+            if (lane < n) cand[off + lane] = make_uint2(order_key(__uint_as_float(e[u].x)), e[u].y);
+            for (int j = 32 + lane; j < n; j += 32) { // longer lists (decode: one per chunk)
+                const uint2 x = __ldcs(row_lists + (size_t)l * a.cap + j);
+                cand[off + j] = make_uint2(order_key(__uint_as_float(x.x)), x.y);
+            }
+        }
+    }
+    __syncthreads();
+    resolve_candidates<FINAL_THREADS>(sh, cand, total, len, k, out);
+}
+
+// ---- the dense selection: the dense path and the fallback ---------------------------------------
+
+// One block of 1024 threads per row. The row's scores are loaded once into shared memory (192 KB:
+// 48K scores) with 8 loads in flight per thread, then MSB-first radix select on the composites in
+// 11-bit digits (topk_core.cuh next_shift): a histogram of the next digit over the candidates that
+// match the prefix found so far (lanes of a warp with equal bins add once: __match_any_sync), a
+// block scan from the top bin finds the bin that holds the need-th best; it stops as soon as the
+// prefix's bin holds exactly the elements still needed. A final pass writes every candidate whose
+// top bits are >= the prefix (exactly k). Longer rows run the same passes from global memory.
 constexpr int SEL_THREADS = 1024;
 constexpr int SEL_BINS = 2048;                       // 11-bit digits: 2 bins per thread in the scan
-constexpr int SEL_CACHE_BYTES = 192 * 1024;          // + ~13 KB static: within the 227 KB a block may use
+constexpr int SEL_CACHE_BYTES = 192 * 1024;          // + ~9 KB static: within the 227 KB a block may use
 constexpr int SEL_DENSE_CAP = SEL_CACHE_BYTES / 4;   // 49152 fp32 scores
-constexpr int SEL_LIST_CAP = SEL_CACHE_BYTES / 8;    // 24576 composites
 constexpr int SEL_LOAD_UNROLL = 8;
-// Lists per row: F's plus one per key chunk; their offsets come from one block scan (1 per thread).
-constexpr int MAX_CHUNKS = 256;
-static_assert(SEL_BINS == 2 * SEL_THREADS && MAX_CHUNKS + 2 <= SEL_THREADS, "select_rows layout");
-static_assert(SEL_DENSE_CAP % KEY_TILE == 0, "B0 is a whole number of key tiles");
+static_assert(SEL_BINS == 2 * SEL_THREADS, "select_dense layout");
 
-struct SelectArgs {
+struct DenseArgs {
     int k;
-    // dense source: row r = dense + r * ld; its first clamp(len0 + r * len_step, 0, ld) scores
-    const float *dense;
-    int ld;
+    const float *dense; // row r = dense + r * ld; its first clamp(len0 + r * len_step, 0, n_keys) scores
+    size_t ld;
     long long len0;
-    int len_step;
-    // list source: F's list (fseg + r * k, fcount[r] entries), chunk c's list
-    // (segs + (r * n_chunks + c) * seg_cap, counts[r * n_chunks + c] entries)
-    const unsigned long long *fseg;
-    const int *fcount;
-    const unsigned long long *segs;
-    const int *counts;
-    int n_chunks, seg_cap;
-    // final: out[r, 0..k) indices, -1 padded; threshold: fseg_out[r, 0..fcount_out[r]) composites of
-    // the min(k, count) best, thr_out[r] = the k-th best score (-inf when fewer than k, or not a
-    // number above -inf)
-    int32_t *out;
-    unsigned long long *fseg_out;
-    int *fcount_out;
-    float *thr_out;
+    int len_step, n_keys;
+    int32_t *out;           // [rows, k] indices, -1 padded
+    const int *row_flags;   // null: every row; else only rows with a non-zero flag
+    int rows, rows_per_block;
 };
 
-// Row r's candidates as composites, visited by every thread of the block in warp-uniform steps
-// (all 32 lanes call f together, `valid` false past the end), from the shared cache when loaded.
-template <bool DENSE> struct RowCandidates {
-    const SelectArgs &a;
-    int r, total;
-    bool cached;
-    const float *drow;        // DENSE: the row's scores
-    const int *list_off;      // lists: list s holds candidates [list_off[s], list_off[s + 1])
-    const void *cache;
+__global__ void __launch_bounds__(SEL_THREADS, 1) select_dense(const DenseArgs a)
+{
+    using Scan = cub::BlockScan<uint32_t, SEL_THREADS, cub::BLOCK_SCAN_WARP_SCANS>;
+    __shared__ typename Scan::TempStorage scan;
+    __shared__ uint32_t hist[SEL_BINS];
+    __shared__ unsigned long long s_prefix;
+    __shared__ uint32_t s_need, s_match, s_taken;
+    extern __shared__ __align__(16) uint8_t sel_cache[];
+    const int tid = threadIdx.x, lane = tid & 31, k = a.k;
 
-    __device__ __forceinline__ const unsigned long long *list(int s) const
-    {
-        return s == 0 ? a.fseg + (size_t)r * a.k : a.segs + ((size_t)r * a.n_chunks + (s - 1)) * a.seg_cap;
-    }
-
-    // candidates -> shared memory, 8 loads in flight per thread (read once: evict-first)
-    __device__ __forceinline__ void load(void *dst) const
-    {
-        int s = 0; // this thread's list: its indices only grow
-        for (int i0 = threadIdx.x; i0 < total; i0 += SEL_LOAD_UNROLL * SEL_THREADS) {
-            if constexpr (DENSE) {
+    for (int rb = 0; rb < a.rows_per_block; rb++) {
+        const int r = blockIdx.x * a.rows_per_block + rb;
+        if (r >= a.rows) break;
+        if (a.row_flags && !a.row_flags[r]) continue; // uniform
+        const int total = row_len(a.len0, a.len_step, r, a.n_keys);
+        const float *drow = a.dense + (size_t)r * a.ld;
+        const bool cached = total <= SEL_DENSE_CAP;
+        const float *cache = (const float *)sel_cache;
+        __syncthreads(); // the previous row is done with the shared state
+        if (cached) {
+            for (int i0 = tid; i0 < total; i0 += SEL_LOAD_UNROLL * SEL_THREADS) {
                 float v[SEL_LOAD_UNROLL];
                 #pragma unroll
                 for (int u = 0; u < SEL_LOAD_UNROLL; u++) {
@@ -253,154 +375,69 @@ template <bool DENSE> struct RowCandidates {
                 #pragma unroll
                 for (int u = 0; u < SEL_LOAD_UNROLL; u++) {
                     const int i = i0 + u * SEL_THREADS;
-                    if (i < total) ((float *)dst)[i] = v[u];
-                }
-            } else {
-                unsigned long long v[SEL_LOAD_UNROLL];
-                #pragma unroll
-                for (int u = 0; u < SEL_LOAD_UNROLL; u++) {
-                    const int i = i0 + u * SEL_THREADS;
-                    v[u] = 0;
-                    if (i < total) {
-                        while (i >= list_off[s + 1]) s++;
-                        v[u] = __ldcs(list(s) + (i - list_off[s]));
-                    }
-                }
-                #pragma unroll
-                for (int u = 0; u < SEL_LOAD_UNROLL; u++) {
-                    const int i = i0 + u * SEL_THREADS;
-                    if (i < total) ((unsigned long long *)dst)[i] = v[u];
+                    if (i < total) ((float *)sel_cache)[i] = v[u];
                 }
             }
+            __syncthreads();
         }
-    }
-
-    template <class F> __device__ __forceinline__ void each(F &&f) const
-    {
-        const int lane = threadIdx.x & 31;
-        int s = 0;
-        for (int base = threadIdx.x - lane; base < total; base += SEL_THREADS) { // warp-uniform
-            const int i = base + lane;
-            const bool valid = i < total;
-            unsigned long long c = 0;
-            if (valid) {
-                if constexpr (DENSE) {
-                    c = composite(cached ? ((const float *)cache)[i] : __ldg(drow + i), i);
-                } else if (cached) {
-                    c = ((const unsigned long long *)cache)[i];
-                } else {
-                    while (i >= list_off[s + 1]) s++;
-                    c = __ldg(list(s) + (i - list_off[s]));
-                }
+        // every thread of the block visits the row in warp-uniform steps, `valid` false past the end
+        auto each = [&](auto &&f) {
+            for (int base = tid - lane; base < total; base += SEL_THREADS) {
+                const int i = base + lane;
+                const bool valid = i < total;
+                const unsigned long long c = valid ? composite(cached ? cache[i] : __ldg(drow + i), i) : 0ull;
+                f(c, valid);
             }
-            f(c, valid);
+        };
+
+        // Radix select of the k-th best composite, unless every score is taken.
+        const bool take_all = total <= k;
+        int shift = 64;              // bits [shift, 64) of the k-th best are known: prefix
+        unsigned long long prefix = 0;
+        uint32_t need = (uint32_t)k; // how many of the candidates matching the prefix are to be taken
+        while (!take_all) {
+            const int next = next_shift(shift);
+            const uint32_t digit_mask = (1u << (shift - next)) - 1u;
+            for (int b = tid; b < SEL_BINS; b += SEL_THREADS) hist[b] = 0;
+            __syncthreads();
+            each([&](unsigned long long c, bool valid) {
+                const bool match = valid && (shift == 64 || (c >> shift) == prefix);
+                const uint32_t bin = match ? (uint32_t)(c >> next) & digit_mask : 0xFFFFFFFFu;
+                const uint32_t peers = __match_any_sync(0xffffffffu, bin);
+                if (match && lane == __ffs(peers) - 1) atomicAdd(&hist[bin], (uint32_t)__popc(peers));
+            });
+            __syncthreads();
+            // bins from the top: thread t holds bins 2047 - 2t and 2046 - 2t; "above" counts better bins
+            uint32_t h[2] = {hist[SEL_BINS - 1 - 2 * tid], hist[SEL_BINS - 2 - 2 * tid]}, above[2];
+            Scan(scan).ExclusiveSum(h, above);
+            #pragma unroll
+            for (int u = 0; u < 2; u++)
+                if (above[u] < need && above[u] + h[u] >= need) { // exactly one bin in the block
+                    const uint32_t bin = (uint32_t)(SEL_BINS - 1 - 2 * tid - u);
+                    s_prefix = (shift == 64 ? 0ull : prefix << (shift - next)) | bin;
+                    s_need = need - above[u];
+                    s_match = h[u];
+                }
+            __syncthreads();
+            prefix = s_prefix;
+            need = s_need;
+            shift = next;
+            if (s_match == need) break; // every candidate matching the prefix is taken (composites are distinct)
         }
-    }
-};
 
-// next_shift (11-bit digits 64 -> 53 -> 42 -> 32 -> 21 -> 10 -> 0) is topk_core.cuh's.
-
-template <bool DENSE, bool THRESHOLD>
-__global__ void __launch_bounds__(SEL_THREADS, 1) select_rows(const SelectArgs a)
-{
-    using Scan = cub::BlockScan<uint32_t, SEL_THREADS, cub::BLOCK_SCAN_WARP_SCANS>;
-    __shared__ typename Scan::TempStorage scan;
-    __shared__ uint32_t hist[SEL_BINS];
-    __shared__ int list_off[MAX_CHUNKS + 2];
-    __shared__ unsigned long long s_prefix;
-    __shared__ uint32_t s_need, s_match, s_taken, s_min_key;
-    extern __shared__ __align__(16) uint8_t sel_cache[];
-
-    const int r = blockIdx.x, tid = threadIdx.x, lane = tid & 31;
-    const int k = a.k;
-
-    RowCandidates<DENSE> src{a, r, 0, false, nullptr, list_off, sel_cache};
-    if constexpr (DENSE) {
-        const long long len = a.len0 + (long long)r * a.len_step;
-        src.total = (int)(len < 0 ? 0 : len > a.ld ? a.ld : len);
-        if (src.total > 0) src.drow = a.dense + (size_t)r * a.ld;
-        src.cached = src.total <= SEL_DENSE_CAP;
-    } else {
-        const int n_lists = a.n_chunks + 1;
-        uint32_t n = 0, off, total;
-        if (tid < n_lists) n = (uint32_t)(tid == 0 ? a.fcount[r] : a.counts[(size_t)r * a.n_chunks + tid - 1]);
-        Scan(scan).ExclusiveSum(n, off, total);
-        if (tid <= n_lists) list_off[tid] = (int)off; // list_off[n_lists] = total
-        src.total = (int)total;
-        src.cached = src.total <= SEL_LIST_CAP;
+        // Write the taken: all, or those whose bits [shift, 64) are >= the prefix (exactly k).
+        if (tid == 0) s_taken = 0;
         __syncthreads();
-    }
-    if (src.cached) {
-        src.load(sel_cache);
-        __syncthreads();
-    }
-
-    // Radix select of the k-th best composite, unless every candidate is taken.
-    const bool take_all = src.total <= k;
-    int shift = 64;              // bits [shift, 64) of the k-th best are known: prefix
-    unsigned long long prefix = 0;
-    uint32_t need = (uint32_t)k; // how many of the candidates matching the prefix are to be taken
-    while (!take_all) {
-        const int next = next_shift(shift);
-        const uint32_t digit_mask = (1u << (shift - next)) - 1u;
-        for (int b = tid; b < SEL_BINS; b += SEL_THREADS) hist[b] = 0;
-        __syncthreads();
-        src.each([&](unsigned long long c, bool valid) {
-            const bool match = valid && (shift == 64 || (c >> shift) == prefix);
-            const uint32_t bin = match ? (uint32_t)(c >> next) & digit_mask : 0xFFFFFFFFu;
-            const uint32_t peers = __match_any_sync(0xffffffffu, bin);
-            if (match && lane == __ffs(peers) - 1) atomicAdd(&hist[bin], (uint32_t)__popc(peers));
+        each([&](unsigned long long c, bool valid) {
+            const bool take = valid && (take_all || (c >> shift) >= prefix);
+            const uint32_t ballot = __ballot_sync(0xffffffffu, take);
+            uint32_t base = 0;
+            if (lane == 0 && ballot) base = atomicAdd(&s_taken, (uint32_t)__popc(ballot));
+            base = __shfl_sync(0xffffffffu, base, 0);
+            if (take) a.out[(size_t)r * k + base + __popc(ballot & ((1u << lane) - 1u))] = (int32_t)~(uint32_t)c;
         });
         __syncthreads();
-        // bins from the top: thread t holds bins 2047 - 2t and 2046 - 2t; "above" counts better bins
-        uint32_t h[2] = {hist[SEL_BINS - 1 - 2 * tid], hist[SEL_BINS - 2 - 2 * tid]}, above[2];
-        Scan(scan).ExclusiveSum(h, above);
-        #pragma unroll
-        for (int u = 0; u < 2; u++)
-            if (above[u] < need && above[u] + h[u] >= need) { // exactly one bin in the block
-                const uint32_t bin = (uint32_t)(SEL_BINS - 1 - 2 * tid - u);
-                s_prefix = (shift == 64 ? 0ull : prefix << (shift - next)) | bin;
-                s_need = need - above[u];
-                s_match = h[u];
-            }
-        __syncthreads();
-        prefix = s_prefix;
-        need = s_need;
-        shift = next;
-        if (s_match == need) break; // every candidate matching the prefix is taken (composites are distinct)
-    }
-
-    // Write the taken: all, or those whose bits [shift, 64) are >= the prefix (exactly k).
-    if (tid == 0) s_taken = 0, s_min_key = 0xFFFFFFFFu;
-    __syncthreads();
-    src.each([&](unsigned long long c, bool valid) {
-        const bool take = valid && (take_all || (c >> shift) >= prefix);
-        const uint32_t ballot = __ballot_sync(0xffffffffu, take);
-        uint32_t base = 0;
-        if (lane == 0 && ballot) base = atomicAdd(&s_taken, (uint32_t)__popc(ballot));
-        base = __shfl_sync(0xffffffffu, base, 0);
-        const size_t pos = (size_t)r * k + base + __popc(ballot & ((1u << lane) - 1u));
-        if constexpr (THRESHOLD) {
-            if (take) a.fseg_out[pos] = c;
-            const uint32_t m = __reduce_min_sync(0xffffffffu, take ? (uint32_t)(c >> 32) : 0xFFFFFFFFu);
-            if (lane == 0 && m != 0xFFFFFFFFu) atomicMin(&s_min_key, m);
-        } else {
-            if (take) a.out[pos] = (int32_t)~(uint32_t)c;
-        }
-    });
-    __syncthreads();
-    const int taken = (int)s_taken; // min(k, total)
-    if constexpr (THRESHOLD) {
-        if (tid == 0) {
-            a.fcount_out[r] = taken;
-            float t = -INFINITY;
-            if (taken == k) {
-                t = key_value(s_min_key);
-                if (!(t > -INFINITY)) t = -INFINITY; // NaN: keep everything, as for -inf
-            }
-            a.thr_out[r] = t;
-        }
-    } else {
+        const int taken = (int)s_taken; // min(k, total)
         for (int j = taken + tid; j < k; j += SEL_THREADS) a.out[(size_t)r * k + j] = -1;
     }
 }
@@ -408,50 +445,50 @@ __global__ void __launch_bounds__(SEL_THREADS, 1) select_rows(const SelectArgs a
 // ---- plan and launch -------------------------------------------------------------------------
 
 struct FusedPlan {
-    bool dense;                // all scores into scratch, one selection (no threshold pass)
+    bool dense;                // every score into scratch, one selection (no sampling)
     int hp, qb;                // heads padded; queries per tile (prefill 256 / hp, decode 1)
-    int b0;                    // F = keys [0, b0); dense: b0 = n_keys
-    long long f_chunk_tiles;   // key tiles per block of the F (or dense) logits pass
-    int n_chunks, chunk_tiles; // main pass: key chunks, tiles per chunk (one list per row and chunk)
-    size_t thr_off, fcount_off, counts_off, fseg_off, big_off, bytes; // scratch layout
+    int groups;                // sample caches: 1 (prefill) or one per request (decode)
+    int n_chunks, chunk_tiles; // main pass: key chunks, tiles per chunk
+    int n_lists, cap;          // lists per row (n_chunks * lists_per_chunk), capacity of one
+    size_t thr_off, failed_off, counts_off, samples_off, sscores_off, big_off, bytes; // scratch layout
 };
 
 size_t align_up(size_t x) { return (x + 255) & ~(size_t)255; }
 
-FusedPlan make_plan(int rows, int heads, int n_keys, int k, bool decode, int sms)
+// s_len: the first row's length (every row has at least it), the range the samples come from.
+FusedPlan make_plan(int rows, int heads, int n_keys, int s_len, int k, bool decode, int sms)
 {
     FusedPlan P = {};
     P.hp = heads <= 16 ? 16 : heads <= 32 ? 32 : 64;
     P.qb = decode ? 1 : PREFILL_N / P.hp;
-    const long long query_tiles = ceil_div(rows, P.qb);
-    long long b0 = (long long)ceil(sqrt(2.0 * (double)n_keys * (double)k));
-    if (b0 < 2LL * k) b0 = 2LL * k; // T must be the k-th of a set larger than k to filter anything
-    b0 = ceil_div(b0, KEY_TILE) * KEY_TILE;
-    if (b0 > SEL_DENSE_CAP) b0 = SEL_DENSE_CAP;
-    P.dense = heads > 64 || b0 >= n_keys;
-    P.b0 = P.dense ? n_keys : (int)b0;
-    const long long f_tiles = ceil_div(P.b0, KEY_TILE);
-    if (f_tiles > 0) {
-        const long long chunk =
-            decode ? decode_chunk_tiles(rows, f_tiles, sms) : prefill_chunk_tiles(query_tiles, f_tiles, sms);
-        P.f_chunk_tiles = ceil_div(f_tiles, ceil_div(f_tiles, chunk)); // as many chunks, evened out
-    }
-    size_t big = (size_t)rows * (size_t)P.b0 * sizeof(float);
+    P.groups = decode ? rows : 1;
+    P.dense = heads > 64 || sample_rank(s_len, k, kFinalCap) == 0;
+    size_t big = (size_t)rows * (size_t)n_keys * sizeof(float); // dense scores
     if (!P.dense) {
-        const long long key_tiles = ceil_div(n_keys - P.b0, KEY_TILE);
+        const long long query_tiles = ceil_div(rows, P.qb), key_tiles = ceil_div(n_keys, KEY_TILE);
         long long chunk =
             decode ? decode_chunk_tiles(rows, key_tiles, sms) : prefill_chunk_tiles(query_tiles, key_tiles, sms);
-        if (chunk < ceil_div(key_tiles, MAX_CHUNKS)) chunk = ceil_div(key_tiles, MAX_CHUNKS);
+        const int lpc = lists_per_chunk(P.qb);
+        const long long min_chunk = ceil_div(key_tiles * lpc, MAX_LISTS);
+        if (chunk < min_chunk) chunk = min_chunk;
         P.chunk_tiles = (int)ceil_div(key_tiles, ceil_div(key_tiles, chunk)); // as many chunks, evened out
-        P.n_chunks = (int)ceil_div(key_tiles, P.chunk_tiles); // the grid launch_wgmma makes
-        const size_t lists = (size_t)rows * P.n_chunks * P.chunk_tiles * KEY_TILE * sizeof(unsigned long long);
-        if (lists > big) big = lists; // the lists replace the F scores once those are selected
+        P.n_chunks = (int)ceil_div(key_tiles, P.chunk_tiles);                // the grid launch_wgmma makes
+        P.n_lists = P.n_chunks * lpc;
+        // A list holds what its warp(s) see of the chunk (it cannot overflow), or less when that
+        // exceeds select_final's share (kFinalCap / lpc: past it the row is flagged anyway, the
+        // prefill warps seeing interleaved 16-key slices of every tile). Row r's lists, n_lists * cap
+        // composites, also hold its n_keys fp32 scores for the fallback: cap >= chunk / (2 lpc).
+        const int chunk_keys = P.chunk_tiles * KEY_TILE, seen = chunk_keys / lpc;
+        P.cap = seen < kFinalCap / lpc ? seen : kFinalCap / lpc;
+        if (P.cap < (seen + 1) / 2) P.cap = (seen + 1) / 2;
+        big = (size_t)rows * P.n_lists * P.cap * sizeof(uint2);
     }
     P.thr_off = 0;
-    P.fcount_off = align_up(P.thr_off + (size_t)rows * sizeof(float));
-    P.counts_off = align_up(P.fcount_off + (size_t)rows * sizeof(int));
-    P.fseg_off = align_up(P.counts_off + (size_t)rows * P.n_chunks * sizeof(int));
-    P.big_off = align_up(P.fseg_off + (P.dense ? 0 : (size_t)rows * k * sizeof(unsigned long long)));
+    P.failed_off = align_up(P.thr_off + (size_t)rows * sizeof(float));
+    P.counts_off = align_up(P.failed_off + (size_t)rows * sizeof(int));
+    P.samples_off = align_up(P.counts_off + (size_t)rows * P.n_lists * sizeof(int));
+    P.sscores_off = align_up(P.samples_off + (P.dense ? 0 : (size_t)P.groups * kSamples * KEY_BYTES));
+    P.big_off = align_up(P.sscores_off + (P.dense ? 0 : (size_t)rows * kSamples * sizeof(float)));
     P.bytes = P.big_off + big;
     return P;
 }
@@ -472,17 +509,32 @@ int take_scratch(dsa_cuda_ctx *c, const char *op, size_t bytes, uint8_t **p)
     return rc;
 }
 
-template <bool DENSE, bool THRESHOLD> int launch_select(dsa_cuda_ctx *c, const SelectArgs &a, int rows, const char *op)
+int launch_dense(dsa_cuda_ctx *c, const DenseArgs &a, const char *op)
 {
-    auto kernel = select_rows<DENSE, THRESHOLD>;
-    static bool attr_set = false; // per instantiation; the ctx is one device
+    static bool attr_set = false; // the ctx is one device
     if (!attr_set) {
         if (int rc = dsa_cuda_status(
-                c, cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, SEL_CACHE_BYTES), op))
+                c, cudaFuncSetAttribute(select_dense, cudaFuncAttributeMaxDynamicSharedMemorySize, SEL_CACHE_BYTES), op))
             return rc;
         attr_set = true;
     }
-    kernel<<<rows, SEL_THREADS, SEL_CACHE_BYTES, c->stream>>>(a);
+    select_dense<<<(unsigned)ceil_div(a.rows, a.rows_per_block), SEL_THREADS, SEL_CACHE_BYTES, c->stream>>>(a);
+    return dsa_cuda_check(c, op);
+}
+
+int launch_final(dsa_cuda_ctx *c, const FinalArgs &a, int rows, const char *op)
+{
+    static bool attr_set = false;
+    const int smem = kFinalCap * (int)sizeof(uint2);
+    if (!attr_set) {
+        cudaError_t st = cudaFuncSetAttribute(select_final, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        if (st == cudaSuccess) // three blocks per SM need the whole L1/shared array as shared memory
+            st = cudaFuncSetAttribute(select_final, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                      (int)cudaSharedmemCarveoutMaxShared);
+        if (int rc = dsa_cuda_status(c, st, op)) return rc;
+        attr_set = true;
+    }
+    select_final<<<rows, FINAL_THREADS, smem, c->stream>>>(a);
     return dsa_cuda_check(c, op);
 }
 
@@ -504,70 +556,94 @@ int launch_logits(dsa_cuda_ctx *c, const FusedPlan &P, bool decode, const IdxPar
     return launch_wgmma<64, PREFILL_N / 64, PREFILL_STAGES, 1, Epi>(c, prm, args64, chunk_tiles, op);
 }
 
+// Dense scores of rows (all, or the flagged ones' query tiles) into dst, row i at dst + i * ld.
+int launch_store(dsa_cuda_ctx *c, const FusedPlan &P, bool decode, IdxParams prm, float *dst, size_t ld,
+                 long long chunk_tiles, const char *op)
+{
+    prm.scores = dst;
+    prm.ld = ld;
+    if (prm.heads > 64) return launch_generic(c, prm, op);
+    return launch_logits<StoreScores>(c, P, decode, prm, {}, {}, {}, {}, (int)chunk_tiles, op);
+}
+
 // Both ops: rows queries (prefill: positions q_pos0 + i, one cache; decode: one per request, each
 // with its cache at cache + b * cache_stride and every key visible).
 int run_fused(dsa_cuda_ctx *c, const char *op, const uint8_t *q, const float *w, int rows, int heads,
               const uint8_t *cache, size_t cache_stride, int n_keys, int q_pos0, bool decode, int k, int32_t *out)
 {
-    const FusedPlan P = make_plan(rows, heads, n_keys, k, decode, c->sms);
+    const long long len0 = decode ? (long long)n_keys : (long long)q_pos0 + 1;
+    const int len_step = decode ? 0 : 1;
+    const FusedPlan P = make_plan(rows, heads, n_keys, (int)(len0 < n_keys ? len0 : n_keys), k, decode, c->sms);
     if (ceil_div(rows, P.qb) > 65535 || (heads > 64 && rows > 65535))
         return dsa_cuda_fail(c, "%s: %d queries is more than one launch covers", op, rows);
     uint8_t *scratch = nullptr;
     if (int rc = take_scratch(c, op, P.bytes, &scratch)) return rc;
     float *thr = (float *)(scratch + P.thr_off);
-    int *fcount = (int *)(scratch + P.fcount_off);
+    int *failed = (int *)(scratch + P.failed_off);
     int *counts = (int *)(scratch + P.counts_off);
-    unsigned long long *fseg = (unsigned long long *)(scratch + P.fseg_off);
-    float *scores = (float *)(scratch + P.big_off);                          // F (or all) scores
-    unsigned long long *segs = (unsigned long long *)(scratch + P.big_off); // then the main lists
+    uint8_t *samples = scratch + P.samples_off;
+    float *sscores = (float *)(scratch + P.sscores_off);
+    float *scores = (float *)(scratch + P.big_off);                          // dense path
+    uint2 *segs = (uint2 *)(scratch + P.big_off); // sampled path
 
     // query i may see keys s <= q_pos0 + i (prefill) or all n_keys (decode)
     const long long pos0 = decode ? (long long)n_keys - 1 : q_pos0;
-    const int pos_step = decode ? 0 : 1;
     const size_t stride = decode && rows > 1 ? cache_stride : 0;
-    SelectArgs sel = {};
-    sel.k = k;
-    sel.dense = scores;
-    sel.ld = P.b0;
-    sel.len0 = decode ? (long long)n_keys : (long long)q_pos0 + 1;
-    sel.len_step = pos_step;
+    const IdxParams all = {q, w, cache, stride, nullptr, 0, rows, heads, n_keys, pos0, len_step, 0};
+    const long long key_tiles = ceil_div(n_keys, KEY_TILE);
+    DenseArgs d = {};
+    d.k = k;
+    d.len0 = len0;
+    d.len_step = len_step;
+    d.n_keys = n_keys;
+    d.out = out;
+    d.rows = rows;
+    d.rows_per_block = 1;
 
-    // 1. F scores (dense: all scores)
-    if (P.b0 > 0) {
-        const IdxParams f = {q, w, cache, stride, scores, (size_t)P.b0, rows, heads, P.b0, pos0, pos_step, 0};
-        int rc = heads > 64 ? launch_generic(c, f, op)
-                            : launch_logits<StoreScores>(c, P, decode, f, {}, {}, {}, {}, (int)P.f_chunk_tiles, op);
-        if (rc) return rc;
-    }
     if (P.dense) {
-        sel.out = out;
-        return launch_select<true, false>(c, sel, rows, op);
+        if (n_keys > 0) {
+            const long long chunk = decode ? decode_chunk_tiles(rows, key_tiles, c->sms)
+                                           : prefill_chunk_tiles(ceil_div(rows, P.qb), key_tiles, c->sms);
+            if (int rc = launch_store(c, P, decode, all, scores, (size_t)n_keys, chunk, op)) return rc;
+        }
+        d.dense = scores;
+        d.ld = (size_t)n_keys;
+        return launch_dense(c, d, op);
     }
-    // 2. F's top-k and the threshold
-    sel.fseg_out = fseg;
-    sel.fcount_out = fcount;
-    sel.thr_out = thr;
-    if (int rc = launch_select<true, true>(c, sel, rows, op)) return rc;
-    // 3. survivors of keys [b0, n_keys)
-    const IdxParams m = {q,  w, cache + (size_t)P.b0 * KEY_BYTES, stride, nullptr, 0, rows, heads, n_keys - P.b0,
-                         pos0 - P.b0, pos_step, 0};
-    const int seg_cap = P.chunk_tiles * KEY_TILE;
-    const AppendSurvivors<1>::Args a1 = {thr, segs, counts, P.n_chunks, seg_cap, P.b0};
-    const AppendSurvivors<PREFILL_N / 16>::Args a16 = {thr, segs, counts, P.n_chunks, seg_cap, P.b0};
-    const AppendSurvivors<PREFILL_N / 32>::Args a32 = {thr, segs, counts, P.n_chunks, seg_cap, P.b0};
-    const AppendSurvivors<PREFILL_N / 64>::Args a64 = {thr, segs, counts, P.n_chunks, seg_cap, P.b0};
-    if (int rc = launch_logits<AppendSurvivors>(c, P, decode, m, a1, a16, a32, a64, P.chunk_tiles, op)) return rc;
-    // 4. the exact top-k of F's top-k and the survivors
-    SelectArgs fin = {};
-    fin.k = k;
-    fin.fseg = fseg;
-    fin.fcount = fcount;
-    fin.segs = segs;
-    fin.counts = counts;
-    fin.n_chunks = P.n_chunks;
-    fin.seg_cap = seg_cap;
-    fin.out = out;
-    return launch_select<false, false>(c, fin, rows, op);
+    // 1-3. samples, their scores, each row's threshold
+    const int s_len = (int)len0; // sampled plans have len0 <= n_keys
+    gather_samples<<<dim3(kSampleChunks, P.groups), GATHER_THREADS, 0, c->stream>>>(cache, decode ? cache_stride : 0,
+                                                                                   s_len, samples);
+    if (int rc = dsa_cuda_check(c, op)) return rc;
+    const IdxParams smp = {q, w, samples, decode ? (size_t)kSamples * KEY_BYTES : 0, nullptr, 0, rows, heads,
+                           kSamples, kSamples, 0, 0}; // every sample visible to every query
+    const long long s_tiles = kSamples / KEY_TILE;
+    const long long s_chunk = decode ? decode_chunk_tiles(rows, s_tiles, c->sms)
+                                     : prefill_chunk_tiles(ceil_div(rows, P.qb), s_tiles, c->sms);
+    if (int rc = launch_store(c, P, decode, smp, sscores, kSamples, s_chunk, op)) return rc;
+    row_thresholds<<<rows, THR_THREADS, 0, c->stream>>>(sscores, len0, len_step, n_keys, k, thr);
+    if (int rc = dsa_cuda_check(c, op)) return rc;
+    // 4. survivors of every key
+    const AppendSurvivors<1>::Args a1 = {thr, segs, counts, P.n_chunks, P.cap};
+    const AppendSurvivors<PREFILL_N / 16>::Args a16 = {thr, segs, counts, P.n_chunks, P.cap};
+    const AppendSurvivors<PREFILL_N / 32>::Args a32 = {thr, segs, counts, P.n_chunks, P.cap};
+    const AppendSurvivors<PREFILL_N / 64>::Args a64 = {thr, segs, counts, P.n_chunks, P.cap};
+    if (int rc = launch_logits<AppendSurvivors>(c, P, decode, all, a1, a16, a32, a64, P.chunk_tiles, op)) return rc;
+    // 5. the exact top-k of the survivors
+    const FinalArgs fin = {segs,  counts, P.n_lists, P.cap, len0, len_step, n_keys, k, out, failed,
+                           (unsigned long long *)c->idx_fused_fallback_rows};
+    if (int rc = launch_final(c, fin, rows, op)) return rc;
+    // 6. the flagged rows, densely: their scores into their own list space (row i's lists hold
+    //    n_lists * cap composites >= n_keys floats), one block per query tile
+    const size_t ld = (size_t)P.n_lists * P.cap * 2;
+    IdxParams redo = all;
+    redo.row_flags = failed;
+    if (int rc = launch_store(c, P, decode, redo, (float *)segs, ld, key_tiles, op)) return rc;
+    d.dense = (const float *)segs;
+    d.ld = ld;
+    d.row_flags = failed;
+    d.rows_per_block = P.qb;
+    return launch_dense(c, d, op);
 }
 
 } // namespace
@@ -576,9 +652,19 @@ extern "C" size_t dsa_cuda_idx_fused_scratch_bytes(void *ctx, int rows, int head
 {
     const dsa_cuda_ctx *c = (const dsa_cuda_ctx *)ctx;
     if (!c || rows <= 0 || heads <= 0 || n_keys < 0 || k <= 0) return 0;
-    return make_plan(rows, heads, n_keys, k, decode != 0, c->sms).bytes;
+    // the larger of the two paths: which one runs depends on the first row's length
+    const size_t dense = make_plan(rows, heads, n_keys, 0, k, decode != 0, c->sms).bytes;
+    const size_t sampled = make_plan(rows, heads, n_keys, n_keys, k, decode != 0, c->sms).bytes;
+    return dense > sampled ? dense : sampled;
 }
 
+extern "C" unsigned long long dsa_cuda_idx_fused_fallback_rows(void *ctx)
+{
+    dsa_cuda_ctx *c = (dsa_cuda_ctx *)ctx;
+    unsigned long long n = 0;
+    if (!c || cudaMemcpy(&n, c->idx_fused_fallback_rows, sizeof n, cudaMemcpyDeviceToHost) != cudaSuccess) return 0;
+    return n;
+}
 extern "C" int dsa_cuda_idx_fused_prefill(void *ctx, const uint8_t *q_fp8, const float *w, int n, int heads,
                                           const uint8_t *idx_cache, int n_keys, int q_pos0, int k, int32_t *out)
 {

@@ -97,6 +97,8 @@ struct IdxParams {
     long long q_pos0;         // query i may see keys s <= q_pos0 + q_pos_step * i
     int q_pos_step;
     int chunk_keys;           // keys per block (multiple of KEY_TILE)
+    const int *row_flags;     // null, or [n_q]: only tiles holding a query with a non-zero flag run
+                              // (idx_fused.cu recomputes the rows whose sampled selection failed)
 };
 
 // Grid order. Prefill tiles (QB > 1): x = query tile, y = key chunk, so the ~132 blocks resident
@@ -443,6 +445,11 @@ __global__ void __launch_bounds__(block_threads(HP * QB), MIN_BLOCKS)
     const int chunk_lo = grid_chunk<QB>() * p.chunk_keys;
     const int lim = (int)min((long long)chunk_lo + p.chunk_keys, (long long)p.n_keys);
 
+    if (p.row_flags) { // uniform over the block: nothing to wait for or release yet
+        bool any = false;
+        for (int q = 0; q < q_count; q++) any |= p.row_flags[q0 + q] != 0;
+        if (!any) return;
+    }
     if (chunk_lo >= kend) { // the whole chunk is beyond the causal limit
         epi.skipped_chunk(chunk_lo, lim, threadIdx.x, THREADS);
         return;

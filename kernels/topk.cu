@@ -65,9 +65,10 @@
 // L2 holds it), publishing ~1 us, the last block's resolve of ~5K candidates ~3-5 us: ~10-16 us
 // of kernel plus the launch for B = 1..32 (target 30 us; the previous version: 35-55 us).
 //
-// Next optimisations (not done): a fused indexer + top-k kernel (topk_core.cuh) that filters
-// score tiles against a threshold carried from the previous query row and never writes scores;
-// one warp per row for short prefill rows; for decode, hand the resolve of large candidate
+// The same sampled threshold drives the fused indexer + top-k (kernels/idx_fused.cu), which
+// filters score tiles inside the score kernel and never writes the scores.
+//
+// Next optimisations (not done): one warp per row for short prefill rows; for decode, hand the resolve of large candidate
 // lists to several blocks.
 #include <stdint.h>
 
@@ -76,16 +77,6 @@
 
 namespace {
 
-// Sampling: 128 chunks of 32 scores (one 128-byte warp load each), one centred in each of 128
-// equal strata of the row: small chunks keep clusters of high scores (a relevant passage) from
-// weighing as much as the whole stratum, and no chunk sits at either end of the row (the local
-// window and the attention sinks, whose high scores a chunk there would over-represent). 4096
-// samples put the j-th best within ~10% of its expected rank (1/sqrt(j), j ~ 100 at 200K), far
-// inside the [k, kCap] window the filter needs.
-constexpr int kSampleChunks = 128;
-constexpr int kSampleChunkLen = 32;
-constexpr int kSamples = kSampleChunks * kSampleChunkLen;
-constexpr int kMinSampleRank = 64;   // for small k: the j-th sample keeps a relative spread <= 1/8
 constexpr int kSplitMinChunk = 2048;  // decode: below this many scores per block, blocks cost more than reads
 constexpr int kMaxSplitRows = DSA_TOPK_SPLIT_ROWS; // rows of the split path: one counter pair each (ctx)
 
@@ -183,28 +174,10 @@ __device__ __forceinline__ void for_each_score(const float *__restrict__ row, in
 
 // ---- the sampled threshold (steps 1-2 of the header) ----------------------------------------
 
-// The sample rank j for a row of len scores (0: do not sample, use the general path). The count
-// of the row at or above the j-th best of m samples is expected near len * j / m; j aims that at
-// 2.5 k (and at >= kMinSampleRank samples), capped so that it stays <= cap / 2, and is refused
-// when the cap leaves less than 1.25 k expected (large k: fallbacks would be common).
-__device__ __forceinline__ uint32_t sample_rank(int len, int k, int cap)
-{
-    if (len <= cap || len < kSamples) return 0u;
-    const long long m = kSamples, n = len;
-    long long j = (5ll * k * m + 2 * n - 1) / (2 * n);  // ceil(2.5 k m / n)
-    j = j > kMinSampleRank ? j : kMinSampleRank;
-    const long long j_max = (long long)cap * m / (2 * n);
-    j = j < j_max ? j : j_max;
-    const long long j_min = (5ll * k * m + 4 * n - 1) / (4 * n);  // ceil(1.25 k m / n)
-    return (j >= 1 && j >= j_min && j <= m) ? (uint32_t)j : 0u;
-}
-
 // The threshold (as a float, never NaN): the exact key of the rank-th best of kSamples scores of
-// the row, found by three histograms over the samples (held in registers), one per key digit
-// (bits [21, 32), [10, 21), [0, 10)), each over the samples matching the digits found before.
-// All 32 bits matter: for scores as narrow as 1 +- 1e-3, dropping even the low 10 bits would let
-// 6% of the row in. Every thread returns the same value, and every block reading the same row
-// computes the same value.
+// the row (topk_core.cuh kth_key, over the samples held in registers). All 32 bits matter: for
+// scores as narrow as 1 +- 1e-3, dropping even the low 10 bits would let 6% of the row in. Every
+// thread returns the same value, and every block reading the same row computes the same value.
 template <int T>
 __device__ float sample_threshold(SelectShared<T> &sh, const float *__restrict__ row, int len, uint32_t rank)
 {
@@ -212,27 +185,9 @@ __device__ float sample_threshold(SelectShared<T> &sh, const float *__restrict__
     uint32_t key[kPer];
 #pragma unroll
     for (int u = 0; u < kPer; u++) {
-        const int i = u * T + threadIdx.x;  // sample i: chunk i / kSampleChunkLen, offset i % kSampleChunkLen
-        const long long mid = (2ll * (i / kSampleChunkLen) + 1) * len / (2 * kSampleChunks);  // centre of the stratum
-        key[u] = order_key(__ldg(row + mid - kSampleChunkLen / 2 + i % kSampleChunkLen));  // len >= kSamples: in [0, len)
+        key[u] = order_key(__ldg(row + sample_position(u * T + threadIdx.x, len)));
     }
-    uint32_t prefix = 0, need = rank;
-#pragma unroll
-    for (int level = 0; level < 3; level++) {
-        const int hi = level == 0 ? 32 : level == 1 ? 21 : 10;  // the digit is key bits [lo, hi)
-        const int lo = level == 0 ? 21 : level == 1 ? 10 : 0;
-        const uint32_t mask = (1u << (hi - lo)) - 1;
-        zero_hist<T>(sh);  // the previous select_bin has finished reading the bins
-        __syncthreads();
-#pragma unroll
-        for (int u = 0; u < kPer; u++)
-            if (level == 0 || (key[u] >> hi) == prefix) atomicAdd(&sh.hist[(key[u] >> lo) & mask], 1u);
-        __syncthreads();
-        select_bin<T>(sh, need);
-        prefix = (prefix << (hi - lo)) | sh.sel_bin;
-        need -= sh.sel_above;
-    }
-    return threshold_float(prefix);
+    return threshold_float(kth_key<T, kPer>(sh, key, rank));
 }
 
 // Appends (key, index) of every score >= tf in row[lo, hi) to cand at slots counted from *count
@@ -411,12 +366,6 @@ __device__ void select_long_row(SelectShared<Cfg::kThreads> &sh, uint2 *cand, co
         const uint32_t n = sh.cand_count;
         refine_candidates<T>(sh, cand, (int)(n < cap ? n : cap), len, k, out);
     }
-}
-
-// len <= k: every index, then -1.
-template <int T> __device__ void write_all(int32_t *out, int len, int k)
-{
-    for (int j = threadIdx.x; j < k; j += T) out[j] = j < len ? j : -1;
 }
 
 // ---- prefill: one block per row -----------------------------------------------------------

@@ -1,8 +1,8 @@
 // kernels/topk_core.cuh — the exact selection core of kernels/topk.cu: the order-preserving keys,
 // one block's radix-select state, and the exact top-k of a candidate set held in shared memory.
-// Kept apart so that a future fused indexer + top-k kernel (which would filter its own score tiles
-// against a threshold) can resolve its candidates with the same code. Everything is in an
-// anonymous namespace: each including .cu file gets its own copy.
+// Kept apart so that the fused indexer + top-k (kernels/idx_fused.cu), which filters its own score
+// tiles against a sampled threshold, resolves its candidates with the same code. Everything is in
+// an anonymous namespace: each including .cu file gets its own copy.
 //
 // Order. Each element gets a 64-bit composite c = key << 32 | ~index, where key is the
 // order-preserving uint32 image of the float (NaN lowest, as in the reference; -0 == +0). The
@@ -20,6 +20,43 @@ namespace {
 
 constexpr int kBins = 2048;      // 11-bit digits: 2048 counters of 4 bytes fit beside the candidates
 constexpr int kFirstShift = 53;  // a search over the whole key space starts with the top 11 bits (c >> 53)
+
+// ---- the sampled threshold (kernels/topk.cu, kernels/idx_fused.cu) ----
+
+// Sampling: 128 chunks of 32 scores (one 128-byte warp load each), one centred in each of 128
+// equal strata of the row: small chunks keep clusters of high scores (a relevant passage) from
+// weighing as much as the whole stratum, and no chunk sits at either end of the row (the local
+// window and the attention sinks, whose high scores a chunk there would over-represent). 4096
+// samples put the j-th best within ~10% of its expected rank (1/sqrt(j), j ~ 100 at 200K), far
+// inside the [k, kCap] window the filter needs.
+constexpr int kSampleChunks = 128;
+constexpr int kSampleChunkLen = 32;
+constexpr int kSamples = kSampleChunks * kSampleChunkLen;
+constexpr int kMinSampleRank = 64;   // for small k: the j-th sample keeps a relative spread <= 1/8
+
+// The position of sample i (0 <= i < kSamples) in a row of len >= kSamples scores: chunk
+// i / kSampleChunkLen, centred in its stratum, offset i % kSampleChunkLen. Never outside [0, len).
+__host__ __device__ __forceinline__ int sample_position(int i, int len)
+{
+    const long long mid = (2ll * (i / kSampleChunkLen) + 1) * len / (2 * kSampleChunks);  // centre of the stratum
+    return (int)(mid - kSampleChunkLen / 2 + i % kSampleChunkLen);
+}
+
+// The sample rank j for a row of len scores (0: do not sample, use the general path). The count
+// of the row at or above the j-th best of m samples is expected near len * j / m; j aims that at
+// 2.5 k (and at >= kMinSampleRank samples), capped so that it stays <= cap / 2, and is refused
+// when the cap leaves less than 1.25 k expected (large k: fallbacks would be common).
+__host__ __device__ __forceinline__ uint32_t sample_rank(int len, int k, int cap)
+{
+    if (len <= cap || len < kSamples) return 0u;
+    const long long m = kSamples, n = len;
+    long long j = (5ll * k * m + 2 * n - 1) / (2 * n);  // ceil(2.5 k m / n)
+    j = j > kMinSampleRank ? j : kMinSampleRank;
+    const long long j_max = (long long)cap * m / (2 * n);
+    j = j < j_max ? j : j_max;
+    const long long j_min = (5ll * k * m + 4 * n - 1) / (4 * n);  // ceil(1.25 k m / n)
+    return (j >= 1 && j >= j_min && j <= m) ? (uint32_t)j : 0u;
+}
 
 // Selection state of one block; one thread updates it between barriers, all threads read it.
 template <int T> struct SelectShared {
@@ -125,6 +162,32 @@ template <int T> __device__ void select_bin(SelectShared<T> &sh, uint32_t need)
     __syncthreads();
 }
 
+// The exact key of the rank-th best (1 <= rank <= T * kPer) of the keys the block holds in
+// registers, kPer per thread: three histograms, one per key digit (bits [21, 32), [10, 21),
+// [0, 10)), each over the keys matching the digits found before. Every thread returns the same
+// value. Expects no thread still reading sh.hist; leaves a barrier passed.
+template <int T, int kPer>
+__device__ uint32_t kth_key(SelectShared<T> &sh, const uint32_t (&key)[kPer], uint32_t rank)
+{
+    uint32_t prefix = 0, need = rank;
+#pragma unroll
+    for (int level = 0; level < 3; level++) {
+        const int hi = level == 0 ? 32 : level == 1 ? 21 : 10;  // the digit is key bits [lo, hi)
+        const int lo = level == 0 ? 21 : level == 1 ? 10 : 0;
+        const uint32_t mask = (1u << (hi - lo)) - 1;
+        zero_hist<T>(sh);  // the previous select_bin has finished reading the bins
+        __syncthreads();
+#pragma unroll
+        for (int u = 0; u < kPer; u++)
+            if (level == 0 || (key[u] >> hi) == prefix) atomicAdd(&sh.hist[(key[u] >> lo) & mask], 1u);
+        __syncthreads();
+        select_bin<T>(sh, need);
+        prefix = (prefix << (hi - lo)) | sh.sel_bin;
+        need -= sh.sel_above;
+    }
+    return prefix;
+}
+
 // After a histogram of digit [ns, s) over the elements matching (s, prefix): choose the digit
 // and move the state down to shift ns.
 template <int T>
@@ -189,6 +252,12 @@ __device__ void refine_candidates(SelectShared<T> &sh, const uint2 *cand, int n,
             if (pos < (uint32_t)k) out[pos] = (int32_t)e.y;
         }
     }
+}
+
+// len <= k: every index, then -1.
+template <int T> __device__ void write_all(int32_t *out, int len, int k)
+{
+    for (int j = threadIdx.x; j < k; j += T) out[j] = j < len ? j : -1;
 }
 
 // The top k of n >= k candidates (key, index) in shared memory, written to out[0..k) in an

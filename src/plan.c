@@ -76,8 +76,9 @@ dsa_workspace_sizes dsa_plan_workspace(const dsa_model *m, int phase, int64_t co
                      + 2 * 576.0                      /* [c_kv | k_pe] */
                      + iH * 128 * (2 + 1) + 2 * 128 + iH * (2 + 4) /* indexer q bf16+fp8, k, w */
                      /* indexer scores; the fused indexer's candidate lists instead hold up to every
-                      * key as (score, index): 8 B, in the ops' scratch (kernels/idx_fused.cu) */
-                     + (fused_indexer ? 8.0 : 4.0) * w.score_cols
+                      * key as (score, index): 8 B, and 4096 sample scores, in the ops' scratch
+                      * (kernels/idx_fused.cu) */
+                     + (fused_indexer ? 8.0 * w.score_cols + 4.0 * 4096 : 4.0 * w.score_cols)
                      + 4.0 * m->topk                  /* indices */
                      + H * (2 * 576.0 + 2 * 512 + 4 + 2.0 * m->v) /* query, out_lat, lse, o */
                      + 2 * (3 * ffn_inter)            /* gate|up and SwiGLU output */

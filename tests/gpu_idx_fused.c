@@ -18,14 +18,17 @@
  * output poisoned (0xA5 bytes: an invalid index) before each run.
  *
  * Data: random (valid e4m3 codes, positive key scales, weights of both signs), and adversarial
- * patterns built from equal query/key codes with chosen key scales: scores increasing along the keys
- * (every key past the threshold block survives: the candidate lists fill to the row length, and
- * past 24K candidates the selection runs from global memory), decreasing (nothing survives), all
- * equal (ties everywhere: the lowest indices win), and few distinct keys (heavy ties at the k-th
- * best, across the threshold block's boundary). Shapes: 4/20/32/64 heads (padded tiles) and 96/128
- * (CUDA-core path), key counts off every tile, q_pos0 = 0 (early rows shorter than k) and > 0, keys
- * past the last query, a cache not 16-byte aligned, k > n_keys, decode B = 1..8 with n_keys < k and
- * > k, n_keys = 0, and a prefill and a decode step replayed from a CUDA graph. */
+ * patterns built from equal query/key codes with chosen key scales: scores increasing along the keys,
+ * decreasing, all equal (ties everywhere: the lowest indices win; every candidate list overflows,
+ * so the rows are recomputed densely), few distinct keys (heavy ties at the k-th best), and peaks
+ * exactly at the sample positions (kernels/topk_core.cuh sample_position: the sampled threshold
+ * keeps fewer than k keys, so the rows are recomputed densely). The op's count of recomputed rows
+ * (dsa_cuda_idx_fused_fallback_rows) must not move on random data and must move on the peaks.
+ * Shapes: 4/20/32/64 heads (padded tiles) and 96/128 (CUDA-core path), key counts off every tile,
+ * q_pos0 = 0 (early rows shorter than k) and > 0, first rows shorter and longer than 8192 (the
+ * dense and the sampled path), keys past the last query, a cache not 16-byte aligned, k > n_keys,
+ * decode B = 1..8 with n_keys < k and > k, n_keys = 0, and a prefill and a decode step replayed
+ * from a CUDA graph. */
 #include <cuda_runtime_api.h>
 
 #include "cuda_ops.h"
@@ -34,8 +37,8 @@
 #define TIE_TOL 3e-3
 #define OUT_POISON 0xA5 /* 0xA5A5A5A5: a negative index, neither valid nor the -1 pad */
 
-enum { DATA_RANDOM, DATA_INCREASING, DATA_DECREASING, DATA_EQUAL, DATA_FEW };
-static const char *data_name[] = {"random", "increasing", "decreasing", "equal", "few keys"};
+enum { DATA_RANDOM, DATA_INCREASING, DATA_DECREASING, DATA_EQUAL, DATA_FEW, DATA_PEAKS };
+static const char *data_name[] = {"random", "increasing", "decreasing", "equal", "few keys", "sample peaks"};
 
 static test_rng rng = {0x9E3779B97F4A7C15ULL};
 
@@ -53,8 +56,8 @@ static void fill_queries(uint8_t *q, float *w, int rows, int heads, int mode)
     }
 }
 
-/* n_keys cache rows of a data pattern. */
-static void fill_keys(uint8_t *cache, int n_keys, int mode)
+/* n_keys cache rows of a data pattern; s_len: the first row's length (the sampled range). */
+static void fill_keys(uint8_t *cache, int n_keys, int s_len, int mode)
 {
     uint8_t few[7][DSA_IDX_TOKEN_BYTES];
     for (int j = 0; j < 7; j++) {
@@ -75,6 +78,11 @@ static void fill_keys(uint8_t *cache, int n_keys, int mode)
         }
         memcpy(row + DSA_IDX_DIM, &scale, 4);
     }
+    if (mode == DATA_PEAKS) /* the middle sample of each of the 128 chunks of 32 (topk_core.cuh) */
+        for (int c = 0; c < 128; c++) {
+            const float hot = 4.0f;
+            memcpy(cache + (size_t)((2LL * c + 1) * s_len / 256) * DSA_IDX_TOKEN_BYTES + DSA_IDX_DIM, &hot, 4);
+        }
 }
 
 static void poison_out(gpu_env *env, mirror *m)
@@ -256,9 +264,9 @@ static void run_case(gpu_env *env, fcase t)
     uint8_t *kh = (uint8_t *)k.h + t.cache_offset;
     if (t.decode) {
         test_fill_e4m3(&rng, kh, cache_bytes); /* the gaps between requests hold junk the kernels must not read */
-        for (int b = 0; b < t.rows; b++) fill_keys(kh + (size_t)b * t.stride, t.n_keys, t.mode);
+        for (int b = 0; b < t.rows; b++) fill_keys(kh + (size_t)b * t.stride, t.n_keys, t.n_keys, t.mode);
     } else {
-        fill_keys(kh, t.n_keys, t.mode);
+        fill_keys(kh, t.n_keys, t.q_pos0 + 1, t.mode);
     }
     mirror_up(env, &q);
     mirror_up(env, &w);
@@ -299,6 +307,7 @@ static void run_case(gpu_env *env, fcase t)
         for (size_t i = 0; i < out_n; i++) pair[i] = -1;
 
     char what[200];
+    const unsigned long long fallbacks0 = dsa_cuda_idx_fused_fallback_rows(env->gpu.ctx);
     for (int rep = 0; rep < 2; rep++) {
         poison_out(env, &o);
         if (run_op(env, &t, q.d, w.d, kd, o.d)) {
@@ -319,6 +328,14 @@ static void run_case(gpu_env *env, fcase t)
             expect_close(what, (double)exact_diff(got, pair, t.rows, t.k, what), 0.0);
         }
         free(got);
+    }
+    const unsigned long long fallbacks = dsa_cuda_idx_fused_fallback_rows(env->gpu.ctx) - fallbacks0;
+    if (fallbacks) printf("    (%llu rows recomputed densely in 2 runs)\n", fallbacks);
+    if (t.mode == DATA_RANDOM || t.mode == DATA_PEAKS) {
+        snprintf(what, sizeof what, "%s: rows recomputed %s", label, t.mode == DATA_RANDOM ? "= 0" : "> 0");
+        const int ok = t.mode == DATA_RANDOM ? fallbacks == 0 : fallbacks > 0;
+        printf("%-60s %s\n", what, ok ? "ok" : "FAIL");
+        if (!ok) check_failures++;
     }
 
     if (t.graph) { /* captured once (scratch reserved first), replayed */
@@ -418,7 +435,9 @@ int main(void)
         {0, 24, 64, 9001, 8977, 256, DATA_RANDOM, 0, 0, 0},
         {0, 300, 4, 6000, 5700, 64, DATA_RANDOM, 0, 0, 0},  /* 16 queries per tile */
         {0, 5, 20, 3000, 2995, 100, DATA_RANDOM, 0, 0, 0},
-        {0, 64, 32, 8000, 7936, 256, DATA_RANDOM, 0, 0, 1}, /* several query tiles and key chunks */
+        {0, 64, 32, 12000, 11936, 256, DATA_RANDOM, 0, 0, 1}, /* several query tiles and key chunks */
+        {0, 40, 32, 8192, 8152, 64, DATA_RANDOM, 0, 0, 0},    /* first row 8153 keys: the dense path */
+        {0, 40, 32, 8300, 8260, 64, DATA_RANDOM, 0, 0, 0},    /* 8261: sampled */
         {0, 4, 32, 3000, 2996, 1000, DATA_RANDOM, 0, 0, 0}, /* large k: a short main pass */
         {0, 37, 32, 3100, 3000, 64, DATA_RANDOM, 0, 4, 0},  /* cache not 16-byte aligned */
         {0, 16, 32, 40000, 39984, 2048, DATA_RANDOM, 0, 0, 0},
@@ -429,6 +448,8 @@ int main(void)
         {0, 8, 32, 20000, 19992, 128, DATA_EQUAL, 0, 0, 0},      /* all tie */
         {0, 40, 32, 6000, 5960, 300, DATA_FEW, 0, 0, 0},         /* 7 distinct keys */
         {0, 600, 32, 2000, 0, 64, DATA_EQUAL, 0, 0, 0},          /* ties and short rows */
+        {0, 8, 32, 60000, 59992, 256, DATA_PEAKS, 0, 0, 0},      /* fewer than k pass the threshold */
+        {0, 8, 64, 60000, 59992, 2048, DATA_PEAKS, 0, 0, 0},
         /* decode */
         {1, 1, 32, 1000, 0, 2048, DATA_RANDOM, 0, 0, 0}, /* n_keys < k */
         {1, 8, 32, 1500, 0, 2048, DATA_RANDOM, 0, 0, 0},
@@ -440,6 +461,8 @@ int main(void)
         {1, 2, 128, 777, 0, 64, DATA_RANDOM, 0, 0, 0},                             /* heads > 64 */
         {1, 8, 32, 30000, 0, 256, DATA_INCREASING, 0, 0, 0},
         {1, 4, 32, 9000, 0, 500, DATA_FEW, 0, 0, 0},
+        {1, 2, 32, 60000, 0, 256, DATA_PEAKS, 0, 0, 1},
+        {1, 3, 32, 20000, 0, 128, DATA_EQUAL, 0, 0, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(&env, cases[i]);
 

@@ -15,7 +15,7 @@ set border 3
 set tics nomirror
 set grid ytics lc rgb "#e4e4e4" lt 1
 set key outside bottom center vertical Left reverse samplen 2
-set title "Kernels: achieved rate as % of the ceiling measured in the same run (87 cases)\nNVIDIA H200: bf16 806 TFLOP/s, fp8 1534 TFLOP/s, copy 4277 GB/s; kernels-h200.h5"
+set title "Kernels: achieved rate as % of the ceiling measured in the same run (87 cases)\nNVIDIA H200: bf16 795 TFLOP/s, fp8 1508 TFLOP/s, copy 4277 GB/s; kernels-h200.h5"
 set ylabel "% of the measured ceiling"
 set xrange [-0.8:98.8]
 set yrange [0:120]

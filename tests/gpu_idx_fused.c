@@ -423,12 +423,12 @@ int main(void)
 
     const fcase cases[] = {
         /* decode, rows, heads, n_keys, q_pos0, k, data, stride, cache offset, graph */
-        /* prefill: dense path (every key in the threshold block) */
+        /* prefill: dense path (the first row too short to sample: <= 8192 keys) */
         {0, 1, 32, 1, 0, 64, DATA_RANDOM, 0, 0, 0},
         {0, 64, 32, 64, 0, 16, DATA_RANDOM, 0, 0, 0},     /* q_pos0 = 0: rows 0..14 shorter than k */
         {0, 3, 32, 50, 47, 64, DATA_RANDOM, 0, 0, 0},     /* k > n_keys */
         {0, 5, 96, 1000, 995, 64, DATA_RANDOM, 0, 0, 0},  /* heads > 64: CUDA-core scores */
-        /* prefill: threshold block + survivors */
+        /* prefill: more shapes; a first row of > 8192 keys (q_pos0 >= 8192) takes the sampled path */
         {0, 300, 64, 4097, 0, 64, DATA_RANDOM, 0, 0, 0},  /* keys past the last query; short rows */
         {0, 700, 32, 700, 0, 64, DATA_RANDOM, 0, 0, 0},   /* q_pos0 = 0: later rows reach the main pass */
         {0, 37, 32, 5000, 4963, 64, DATA_RANDOM, 0, 0, 0},

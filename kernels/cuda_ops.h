@@ -53,6 +53,10 @@ int dsa_cuda_idx_logits_decode(void *ctx, const uint8_t *q_fp8, const float *w, 
 /* topk.cu */
 int dsa_cuda_topk(void *ctx, const float *scores, int rows, int ld_scores, int len0, int len_step, int k,
                   int32_t *out);
+/* Not an op: dsa_cuda_topk on the rows whose row_flags[r] is non-zero only (the others' out rows
+ * are left as they are): idx_fused's dense fallback. */
+int dsa_cuda_topk_flagged(void *ctx, const float *scores, int rows, int ld_scores, int len0, int len_step, int k,
+                          const int *row_flags, int32_t *out);
 /* idx_fused.cu: indexer scores and their exact top-k in one op, without the score matrix */
 int dsa_cuda_idx_fused_prefill(void *ctx, const uint8_t *q_fp8, const float *w, int n, int heads,
                                const uint8_t *idx_cache, int n_keys, int q_pos0, int k, int32_t *out);

@@ -35,12 +35,14 @@
 //      per SM. A row with fewer than k candidates, more than kFinalCap or a full list is flagged.
 //   6. Fallback, for flagged rows only (two launches that exit at once when none is flagged): the
 //      idx_logits kernel again, StoreScores, for each query tile holding a flagged row, into that
-//      row's own list space (dead by then: it holds n_keys floats), then select_dense on the row.
+//      row's own list space (dead by then: it holds n_keys floats), then topk.cu on those rows
+//      (dsa_cuda_topk_flagged).
 //      Same kernel, same scores: still bit-identical. Seen only on adversarial data (equal scores
 //      everywhere, scores that peak exactly at the sample positions); each such row costs about
 //      a dense row of the unfused pair. dsa_cuda_idx_fused_fallback_rows counts them.
 // Calls whose rows are short (S below what sampling needs: sample_rank = 0) or with heads > 64
-// (idx_logits' CUDA-core kernel) take the dense path: every score into scratch, select_dense.
+// (idx_logits' CUDA-core kernel) take the dense path: the unfused pair, every score into scratch
+// and dsa_cuda_topk.
 //
 // Measured on the H200 (ncu, 4096 queries, 32 heads; `dsa-bench kernels -k idx_fused_prefill`):
 //                      64K keys   200K keys
@@ -49,7 +51,7 @@
 //   row_thresholds       45          44
 //   main pass          2612        7686      (idx_logits with every score stored: 2565 / 7728)
 //   select_final        196         231      (200K: one version earlier, lists read one thread each)
-//   fallback, idle       13          13
+//   fallback, idle       13          13       (one StoreScores launch, one topk; 12.5 us since topk.cu)
 // against the unfused pair's idx_logits + topk of 2565 + 520 / 7728 + 1071 us. The fixed part
 // (~0.45 ms) is what keeps 64K keys behind the pair; it is paid back from ~128K keys up.
 // Next: fewer samples where the row is short enough (2048 keep j >= 160 at 64K), and
@@ -65,12 +67,6 @@
 #include "topk_core.cuh"
 
 namespace {
-
-// Larger composite = better: higher score, then lower index (topk_core.cuh's order).
-__device__ __forceinline__ unsigned long long composite(float score, int index)
-{
-    return composite(order_key(score), (uint32_t)index);
-}
 
 // ---- main pass epilogue: survivors of the threshold into lists ---------------------------------
 
@@ -213,12 +209,6 @@ __global__ void __launch_bounds__(GATHER_THREADS) gather_samples(const uint8_t *
 constexpr int THR_THREADS = 256;
 constexpr int kFinalCap = 8192; // select_final's candidates in shared memory (64 KB: three blocks per SM)
 
-__device__ __forceinline__ int row_len(long long len0, int len_step, int r, int n_keys)
-{
-    const long long len = len0 + (long long)len_step * r;
-    return (int)(len < 0 ? 0 : len > n_keys ? n_keys : len);
-}
-
 // thr[r] = tau as a float (threshold_float: never NaN) of row r's j-th best of its kSamples sample
 // scores (sscores + r * kSamples), j = sample_rank(len_r, k, kFinalCap); -inf when j = 0.
 __global__ void __launch_bounds__(THR_THREADS) row_thresholds(const float *__restrict__ sscores, long long len0,
@@ -227,7 +217,7 @@ __global__ void __launch_bounds__(THR_THREADS) row_thresholds(const float *__res
     __shared__ SelectShared<THR_THREADS> sh;
     constexpr int kPer = kSamples / THR_THREADS;
     const int r = blockIdx.x;
-    const uint32_t rank = sample_rank(row_len(len0, len_step, r, n_keys), k, kFinalCap);
+    const uint32_t rank = sample_rank(row_len(r, n_keys, len0, len_step), k, kFinalCap);
     if (!rank) { // uniform over the block
         if (threadIdx.x == 0) thr[r] = -INFINITY;
         return;
@@ -245,8 +235,8 @@ constexpr int FINAL_THREADS = 256;
 constexpr int MAX_LISTS = FINAL_THREADS; // lists per row: one count per thread in the scan
 
 struct FinalArgs {
-    const uint2 *segs; // row r's list j at segs + (r * n_lists + j) * cap: (score bits, index)
-    const int *counts;              // [rows, n_lists]
+    const uint2 *segs;  // row r's list j at segs + (r * n_lists + j) * cap: (score bits, index)
+    const int *counts;  // [rows, n_lists]
     int n_lists, cap;
     long long len0; // row r has len0 + len_step * r keys, clipped to [0, n_keys]
     int len_step, n_keys, k;
@@ -262,7 +252,7 @@ __global__ void __launch_bounds__(FINAL_THREADS, 3) select_final(const FinalArgs
     __shared__ int list_full;
     extern __shared__ uint2 cand[]; // kFinalCap (key, index)
     const int r = blockIdx.x, tid = threadIdx.x;
-    const int len = row_len(a.len0, a.len_step, r, a.n_keys), k = a.k;
+    const int len = row_len(r, a.n_keys, a.len0, a.len_step), k = a.k;
     int32_t *out = a.out + (size_t)r * k;
     if (len <= k) { // every key (NaN ones too), then -1
         write_all<FINAL_THREADS>(out, len, k);
@@ -318,130 +308,6 @@ __global__ void __launch_bounds__(FINAL_THREADS, 3) select_final(const FinalArgs
     resolve_candidates<FINAL_THREADS>(sh, cand, total, len, k, out);
 }
 
-// ---- the dense selection: the dense path and the fallback ---------------------------------------
-
-// One block of 1024 threads per row. The row's scores are loaded once into shared memory (192 KB:
-// 48K scores) with 8 loads in flight per thread, then MSB-first radix select on the composites in
-// 11-bit digits (topk_core.cuh next_shift): a histogram of the next digit over the candidates that
-// match the prefix found so far (lanes of a warp with equal bins add once: __match_any_sync), a
-// block scan from the top bin finds the bin that holds the need-th best; it stops as soon as the
-// prefix's bin holds exactly the elements still needed. A final pass writes every candidate whose
-// top bits are >= the prefix (exactly k). Longer rows run the same passes from global memory.
-constexpr int SEL_THREADS = 1024;
-constexpr int SEL_BINS = 2048;                       // 11-bit digits: 2 bins per thread in the scan
-constexpr int SEL_CACHE_BYTES = 192 * 1024;          // + ~9 KB static: within the 227 KB a block may use
-constexpr int SEL_DENSE_CAP = SEL_CACHE_BYTES / 4;   // 49152 fp32 scores
-constexpr int SEL_LOAD_UNROLL = 8;
-static_assert(SEL_BINS == 2 * SEL_THREADS, "select_dense layout");
-
-struct DenseArgs {
-    int k;
-    const float *dense; // row r = dense + r * ld; its first clamp(len0 + r * len_step, 0, n_keys) scores
-    size_t ld;
-    long long len0;
-    int len_step, n_keys;
-    int32_t *out;           // [rows, k] indices, -1 padded
-    const int *row_flags;   // null: every row; else only rows with a non-zero flag
-    int rows, rows_per_block;
-};
-
-__global__ void __launch_bounds__(SEL_THREADS, 1) select_dense(const DenseArgs a)
-{
-    using Scan = cub::BlockScan<uint32_t, SEL_THREADS, cub::BLOCK_SCAN_WARP_SCANS>;
-    __shared__ typename Scan::TempStorage scan;
-    __shared__ uint32_t hist[SEL_BINS];
-    __shared__ unsigned long long s_prefix;
-    __shared__ uint32_t s_need, s_match, s_taken;
-    extern __shared__ __align__(16) uint8_t sel_cache[];
-    const int tid = threadIdx.x, lane = tid & 31, k = a.k;
-
-    for (int rb = 0; rb < a.rows_per_block; rb++) {
-        const int r = blockIdx.x * a.rows_per_block + rb;
-        if (r >= a.rows) break;
-        if (a.row_flags && !a.row_flags[r]) continue; // uniform
-        const int total = row_len(a.len0, a.len_step, r, a.n_keys);
-        const float *drow = a.dense + (size_t)r * a.ld;
-        const bool cached = total <= SEL_DENSE_CAP;
-        const float *cache = (const float *)sel_cache;
-        __syncthreads(); // the previous row is done with the shared state
-        if (cached) {
-            for (int i0 = tid; i0 < total; i0 += SEL_LOAD_UNROLL * SEL_THREADS) {
-                float v[SEL_LOAD_UNROLL];
-                #pragma unroll
-                for (int u = 0; u < SEL_LOAD_UNROLL; u++) {
-                    const int i = i0 + u * SEL_THREADS;
-                    v[u] = i < total ? __ldcs(drow + i) : 0.0f;
-                }
-                #pragma unroll
-                for (int u = 0; u < SEL_LOAD_UNROLL; u++) {
-                    const int i = i0 + u * SEL_THREADS;
-                    if (i < total) ((float *)sel_cache)[i] = v[u];
-                }
-            }
-            __syncthreads();
-        }
-        // every thread of the block visits the row in warp-uniform steps, `valid` false past the end
-        auto each = [&](auto &&f) {
-            for (int base = tid - lane; base < total; base += SEL_THREADS) {
-                const int i = base + lane;
-                const bool valid = i < total;
-                const unsigned long long c = valid ? composite(cached ? cache[i] : __ldg(drow + i), i) : 0ull;
-                f(c, valid);
-            }
-        };
-
-        // Radix select of the k-th best composite, unless every score is taken.
-        const bool take_all = total <= k;
-        int shift = 64;              // bits [shift, 64) of the k-th best are known: prefix
-        unsigned long long prefix = 0;
-        uint32_t need = (uint32_t)k; // how many of the candidates matching the prefix are to be taken
-        while (!take_all) {
-            const int next = next_shift(shift);
-            const uint32_t digit_mask = (1u << (shift - next)) - 1u;
-            for (int b = tid; b < SEL_BINS; b += SEL_THREADS) hist[b] = 0;
-            __syncthreads();
-            each([&](unsigned long long c, bool valid) {
-                const bool match = valid && (shift == 64 || (c >> shift) == prefix);
-                const uint32_t bin = match ? (uint32_t)(c >> next) & digit_mask : 0xFFFFFFFFu;
-                const uint32_t peers = __match_any_sync(0xffffffffu, bin);
-                if (match && lane == __ffs(peers) - 1) atomicAdd(&hist[bin], (uint32_t)__popc(peers));
-            });
-            __syncthreads();
-            // bins from the top: thread t holds bins 2047 - 2t and 2046 - 2t; "above" counts better bins
-            uint32_t h[2] = {hist[SEL_BINS - 1 - 2 * tid], hist[SEL_BINS - 2 - 2 * tid]}, above[2];
-            Scan(scan).ExclusiveSum(h, above);
-            #pragma unroll
-            for (int u = 0; u < 2; u++)
-                if (above[u] < need && above[u] + h[u] >= need) { // exactly one bin in the block
-                    const uint32_t bin = (uint32_t)(SEL_BINS - 1 - 2 * tid - u);
-                    s_prefix = (shift == 64 ? 0ull : prefix << (shift - next)) | bin;
-                    s_need = need - above[u];
-                    s_match = h[u];
-                }
-            __syncthreads();
-            prefix = s_prefix;
-            need = s_need;
-            shift = next;
-            if (s_match == need) break; // every candidate matching the prefix is taken (composites are distinct)
-        }
-
-        // Write the taken: all, or those whose bits [shift, 64) are >= the prefix (exactly k).
-        if (tid == 0) s_taken = 0;
-        __syncthreads();
-        each([&](unsigned long long c, bool valid) {
-            const bool take = valid && (take_all || (c >> shift) >= prefix);
-            const uint32_t ballot = __ballot_sync(0xffffffffu, take);
-            uint32_t base = 0;
-            if (lane == 0 && ballot) base = atomicAdd(&s_taken, (uint32_t)__popc(ballot));
-            base = __shfl_sync(0xffffffffu, base, 0);
-            if (take) a.out[(size_t)r * k + base + __popc(ballot & ((1u << lane) - 1u))] = (int32_t)~(uint32_t)c;
-        });
-        __syncthreads();
-        const int taken = (int)s_taken; // min(k, total)
-        for (int j = taken + tid; j < k; j += SEL_THREADS) a.out[(size_t)r * k + j] = -1;
-    }
-}
-
 // ---- plan and launch -------------------------------------------------------------------------
 
 struct FusedPlan {
@@ -474,10 +340,10 @@ FusedPlan make_plan(int rows, int heads, int n_keys, int s_len, int k, bool deco
         P.chunk_tiles = (int)ceil_div(key_tiles, ceil_div(key_tiles, chunk)); // as many chunks, evened out
         P.n_chunks = (int)ceil_div(key_tiles, P.chunk_tiles);                // the grid launch_wgmma makes
         P.n_lists = P.n_chunks * lpc;
-        // A list holds what its warp(s) see of the chunk (it cannot overflow), or less when that
+        // A list holds what its lane(s) see of the chunk (it cannot overflow), or less when that
         // exceeds select_final's share (kFinalCap / lpc: past it the row is flagged anyway, the
-        // prefill warps seeing interleaved 16-key slices of every tile). Row r's lists, n_lists * cap
-        // composites, also hold its n_keys fp32 scores for the fallback: cap >= chunk / (2 lpc).
+        // prefill lanes seeing 2 keys of every tile). Row r's lists, n_lists * cap entries of 8 B,
+        // also hold its n_keys fp32 scores for the fallback: cap >= chunk / (2 lpc).
         const int chunk_keys = P.chunk_tiles * KEY_TILE, seen = chunk_keys / lpc;
         P.cap = seen < kFinalCap / lpc ? seen : kFinalCap / lpc;
         if (P.cap < (seen + 1) / 2) P.cap = (seen + 1) / 2;
@@ -507,19 +373,6 @@ int take_scratch(dsa_cuda_ctx *c, const char *op, size_t bytes, uint8_t **p)
     int rc = dsa_cuda_scratch(c, bytes, &v);
     *p = (uint8_t *)v;
     return rc;
-}
-
-int launch_dense(dsa_cuda_ctx *c, const DenseArgs &a, const char *op)
-{
-    static bool attr_set = false; // the ctx is one device
-    if (!attr_set) {
-        if (int rc = dsa_cuda_status(
-                c, cudaFuncSetAttribute(select_dense, cudaFuncAttributeMaxDynamicSharedMemorySize, SEL_CACHE_BYTES), op))
-            return rc;
-        attr_set = true;
-    }
-    select_dense<<<(unsigned)ceil_div(a.rows, a.rows_per_block), SEL_THREADS, SEL_CACHE_BYTES, c->stream>>>(a);
-    return dsa_cuda_check(c, op);
 }
 
 int launch_final(dsa_cuda_ctx *c, const FinalArgs &a, int rows, const char *op)
@@ -583,32 +436,22 @@ int run_fused(dsa_cuda_ctx *c, const char *op, const uint8_t *q, const float *w,
     int *counts = (int *)(scratch + P.counts_off);
     uint8_t *samples = scratch + P.samples_off;
     float *sscores = (float *)(scratch + P.sscores_off);
-    float *scores = (float *)(scratch + P.big_off);                          // dense path
-    uint2 *segs = (uint2 *)(scratch + P.big_off); // sampled path
+    float *scores = (float *)(scratch + P.big_off); // dense path
+    uint2 *segs = (uint2 *)(scratch + P.big_off);   // sampled path
 
     // query i may see keys s <= q_pos0 + i (prefill) or all n_keys (decode)
     const long long pos0 = decode ? (long long)n_keys - 1 : q_pos0;
     const size_t stride = decode && rows > 1 ? cache_stride : 0;
     const IdxParams all = {q, w, cache, stride, nullptr, 0, rows, heads, n_keys, pos0, len_step, 0};
     const long long key_tiles = ceil_div(n_keys, KEY_TILE);
-    DenseArgs d = {};
-    d.k = k;
-    d.len0 = len0;
-    d.len_step = len_step;
-    d.n_keys = n_keys;
-    d.out = out;
-    d.rows = rows;
-    d.rows_per_block = 1;
 
-    if (P.dense) {
+    if (P.dense) { // the unfused pair: every score, then topk.cu
         if (n_keys > 0) {
             const long long chunk = decode ? decode_chunk_tiles(rows, key_tiles, c->sms)
                                            : prefill_chunk_tiles(ceil_div(rows, P.qb), key_tiles, c->sms);
             if (int rc = launch_store(c, P, decode, all, scores, (size_t)n_keys, chunk, op)) return rc;
         }
-        d.dense = scores;
-        d.ld = (size_t)n_keys;
-        return launch_dense(c, d, op);
+        return dsa_cuda_topk(c, scores, rows, n_keys, (int)len0, len_step, k, out);
     }
     // 1-3. samples, their scores, each row's threshold
     const int s_len = (int)len0; // sampled plans have len0 <= n_keys
@@ -634,16 +477,12 @@ int run_fused(dsa_cuda_ctx *c, const char *op, const uint8_t *q, const float *w,
                            (unsigned long long *)c->idx_fused_fallback_rows};
     if (int rc = launch_final(c, fin, rows, op)) return rc;
     // 6. the flagged rows, densely: their scores into their own list space (row i's lists hold
-    //    n_lists * cap composites >= n_keys floats), one block per query tile
+    //    n_lists * cap entries of 8 B >= n_keys floats), one block per query tile; then topk.cu
     const size_t ld = (size_t)P.n_lists * P.cap * 2;
     IdxParams redo = all;
     redo.row_flags = failed;
     if (int rc = launch_store(c, P, decode, redo, (float *)segs, ld, key_tiles, op)) return rc;
-    d.dense = (const float *)segs;
-    d.ld = ld;
-    d.row_flags = failed;
-    d.rows_per_block = P.qb;
-    return launch_dense(c, d, op);
+    return dsa_cuda_topk_flagged(c, (const float *)segs, rows, (int)ld, (int)len0, len_step, k, failed, out);
 }
 
 } // namespace

@@ -130,12 +130,6 @@ struct SplitRowState {
 };
 static_assert(sizeof(SplitRowState) * kMaxSplitRows <= DSA_TOPK_SPLIT_STATE_BYTES, "the context's counters");
 
-__device__ __forceinline__ int row_len(int r, int ld, int len0, int len_step)
-{
-    long long len = (long long)len0 + (long long)r * len_step;
-    return (int)(len < 0 ? 0 : len > ld ? ld : len);
-}
-
 // Calls f(score, index) for every index in [lo, hi) of row, all T threads together: 16-byte
 // loads (kUnroll in flight per thread) between a scalar head up to 16-byte alignment and a scalar
 // tail. `reverse` walks the vector part from the end (the L2-friendly order after a forward pass).
@@ -391,11 +385,13 @@ __device__ bool sampled_select(SelectShared<Cfg::kThreads> &sh, uint2 *cand, con
 
 template <class Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
-    topk_rows_kernel(const float *__restrict__ scores, int ld, int len0, int len_step, int k, int32_t *__restrict__ out)
+    topk_rows_kernel(const float *__restrict__ scores, int ld, int len0, int len_step, int k,
+                     const int *__restrict__ row_flags, int32_t *__restrict__ out)
 {
     __shared__ SelectShared<Cfg::kThreads> sh;
     extern __shared__ uint2 cand[];  // Cfg::kCap
     const int r = blockIdx.x;
+    if (row_flags && !row_flags[r]) return;  // dsa_cuda_topk_flagged: only the flagged rows
     const int len = row_len(r, ld, len0, len_step);
     int32_t *o = out + (size_t)r * k;
     if (len <= k) {
@@ -495,7 +491,7 @@ __global__ void __launch_bounds__(SplitRows::kThreads, SplitRows::kMinBlocks)
 }
 
 template <class Cfg> int launch_rows(dsa_cuda_ctx *c, const float *scores, int rows, int ld, int len0, int len_step,
-                                     int k, int32_t *out)
+                                     int k, const int *row_flags, int32_t *out)
 {
     const size_t smem = (size_t)Cfg::kCap * sizeof(uint2);
     cudaError_t st = cudaFuncSetAttribute(topk_rows_kernel<Cfg>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
@@ -504,7 +500,7 @@ template <class Cfg> int launch_rows(dsa_cuda_ctx *c, const float *scores, int r
         st = cudaFuncSetAttribute(topk_rows_kernel<Cfg>, cudaFuncAttributePreferredSharedMemoryCarveout,
                                   (int)cudaSharedmemCarveoutMaxShared);
     if (st != cudaSuccess) return dsa_cuda_status(c, st, "topk: shared memory");
-    topk_rows_kernel<Cfg><<<rows, Cfg::kThreads, smem, c->stream>>>(scores, ld, len0, len_step, k, out);
+    topk_rows_kernel<Cfg><<<rows, Cfg::kThreads, smem, c->stream>>>(scores, ld, len0, len_step, k, row_flags, out);
     return dsa_cuda_check(c, "topk");
 }
 
@@ -525,13 +521,11 @@ int launch_split(dsa_cuda_ctx *c, const float *scores, int rows, int ld, int len
 
 int clip_len(long long len, int ld) { return (int)(len < 0 ? 0 : len > ld ? ld : len); }
 
-} // namespace
-
-extern "C" int dsa_cuda_topk(void *ctx, const float *scores, int rows, int ld_scores, int len0, int len_step, int k,
-                             int32_t *out)
+// Both entry points: the argument checks, then the path. row_flags (null: every row) keeps the
+// split path out: its blocks hand a row over through counters that every block must reach.
+int topk_select(dsa_cuda_ctx *c, const float *scores, int rows, int ld_scores, int len0, int len_step, int k,
+                const int *row_flags, int32_t *out)
 {
-    dsa_cuda_ctx *c = (dsa_cuda_ctx *)ctx;
-    if (!c) return DSA_EOP;
     if (rows < 0) return dsa_cuda_fail(c, "topk: rows = %d < 0", rows);
     if (ld_scores < 0) return dsa_cuda_fail(c, "topk: ld_scores = %d < 0", ld_scores);
     if (k < 0) return dsa_cuda_fail(c, "topk: k = %d < 0", k);
@@ -552,12 +546,32 @@ extern "C" int dsa_cuda_topk(void *ctx, const float *scores, int rows, int ld_sc
     const int len_max = len_first > len_last ? len_first : len_last;
 
     // Few long rows: split each over several blocks so that the grid fills the GPU.
-    if (len_max > SplitRows::kCap && len_max > k && rows <= c->sms && rows <= kMaxSplitRows) {
+    if (!row_flags && len_max > SplitRows::kCap && len_max > k && rows <= c->sms && rows <= kMaxSplitRows) {
         const int by_sms = SplitRows::kMinBlocks * c->sms / rows;
         const int by_len = (int)(((long long)len_max + kSplitMinChunk - 1) / kSplitMinChunk);
         const int splits = by_sms < by_len ? by_sms : by_len;
         if (splits >= 2) return launch_split(c, scores, rows, ld_scores, len0, len_step, k, splits, out);
     }
-    if (len_max <= kShortMaxLen) return launch_rows<ShortRows>(c, scores, rows, ld_scores, len0, len_step, k, out);
-    return launch_rows<LongRows>(c, scores, rows, ld_scores, len0, len_step, k, out);
+    if (len_max <= kShortMaxLen)
+        return launch_rows<ShortRows>(c, scores, rows, ld_scores, len0, len_step, k, row_flags, out);
+    return launch_rows<LongRows>(c, scores, rows, ld_scores, len0, len_step, k, row_flags, out);
+}
+
+} // namespace
+
+extern "C" int dsa_cuda_topk(void *ctx, const float *scores, int rows, int ld_scores, int len0, int len_step, int k,
+                             int32_t *out)
+{
+    dsa_cuda_ctx *c = (dsa_cuda_ctx *)ctx;
+    if (!c) return DSA_EOP;
+    return topk_select(c, scores, rows, ld_scores, len0, len_step, k, nullptr, out);
+}
+
+extern "C" int dsa_cuda_topk_flagged(void *ctx, const float *scores, int rows, int ld_scores, int len0, int len_step,
+                                     int k, const int *row_flags, int32_t *out)
+{
+    dsa_cuda_ctx *c = (dsa_cuda_ctx *)ctx;
+    if (!c) return DSA_EOP;
+    if (!row_flags) return dsa_cuda_fail(c, "topk: row_flags is NULL");
+    return topk_select(c, scores, rows, ld_scores, len0, len_step, k, row_flags, out);
 }

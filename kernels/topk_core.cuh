@@ -254,6 +254,13 @@ __device__ void refine_candidates(SelectShared<T> &sh, const uint2 *cand, int n,
     }
 }
 
+// Row r's length when rows grow by len_step: len0 + r * len_step, clipped to [0, ld].
+__device__ __forceinline__ int row_len(int r, int ld, long long len0, int len_step)
+{
+    const long long len = len0 + (long long)r * len_step;
+    return (int)(len < 0 ? 0 : len > ld ? ld : len);
+}
+
 // len <= k: every index, then -1.
 template <int T> __device__ void write_all(int32_t *out, int len, int k)
 {

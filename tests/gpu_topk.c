@@ -16,8 +16,10 @@
  * the row (which a sample taken at the row's ends misjudges); the best scores exactly where the
  * sampler reads (too few candidates) and four distinct values, all equal, +-0 (too many), which
  * make the kernel fall back to its exact general path, in both the one-block and the split path.
- * Each case runs twice, so state left behind by a call (the split path's counters) would show.
+ * Each case runs twice, so state left behind by a call (the split path's counters) would show, then
+ * once through dsa_cuda_topk_flagged on every third row (the other rows must stay untouched).
  * Tolerance: 0 mismatched indices (an exact selection has no rounding). */
+#include "cuda_ops.h"
 #include "gpu_harness.h"
 
 enum {
@@ -181,6 +183,30 @@ static void run_case(gpu_env *env, const tcase *t)
         expect_close(what, (double)compare_sets(t, g, out.h), 0.0);
         free(g);
     }
+    /* dsa_cuda_topk_flagged (idx_fused's fallback): rows r % 3 == 0 only, always one block per
+     * row; the other rows must keep the poison. */
+    mirror flags = mirror_new(env, (size_t)t->rows * sizeof(int));
+    int32_t *want = malloc(out_n * sizeof *want);
+    if (!want) { fprintf(stderr, "out of host memory\n"); exit(1); }
+    memcpy(want, out.h, out_n * sizeof *want);
+    for (int r = 0; r < t->rows; r++) {
+        ((int *)flags.h)[r] = r % 3 == 0;
+        if (r % 3) memset(want + (size_t)r * t->k, 0xA5, (size_t)t->k * sizeof *want);
+    }
+    mirror_up(env, &flags);
+    if (cudaMemsetAsync(out.d, 0xA5, out_n * sizeof(int32_t), ((dsa_cuda_ctx *)env->gpu.ctx)->stream) != cudaSuccess) {
+        fprintf(stderr, "cudaMemsetAsync failed\n");
+        exit(1);
+    }
+    if (dsa_cuda_topk_flagged(env->gpu.ctx, ds, t->rows, t->ld, t->len0, t->len_step, t->k, flags.d, out.d))
+        gpu_die(env, "topk_flagged");
+    int32_t *g = mirror_down(env, &out);
+    char what[160];
+    snprintf(what, sizeof what, "%s, flagged rows only", t->name);
+    expect_close(what, (double)compare_sets(t, g, want), 0.0);
+    free(g);
+    free(want);
+    mirror_free(env, &flags);
     mirror_free(env, &out);
     mirror_free(env, &sc);
 }

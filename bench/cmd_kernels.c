@@ -9,8 +9,9 @@
 
 static void usage(void)
 {
-    printf("usage: dsa-bench kernels [-k NAME,...] [-c CTX,...] [--heads N,...] [-b B,...] [--max-time S] [-o FILE.h5]\n"
+    printf("usage: dsa-bench kernels [-k NAME,...] [-c CTX,...] [--heads N,...] [-b B,...] [--max-time S] [--no-hold] [-o FILE.h5]\n"
            "  each kernel on its default shapes (DESIGN.md §7); -c/--heads/-b replace a kernel's own axis values\n"
+           "  --no-hold: time the host's launch cost too (by default the stream is held while an op is queued)\n"
            "  kernels:");
     for (const char *const *n = dsa_kbench_names(); *n; n++) printf(" %s", *n);
     printf("\n");
@@ -19,7 +20,7 @@ static void usage(void)
 int cmd_kernels(int argc, char **argv)
 {
     static const struct option opts[] = {{"kernel", 1, 0, 'k'}, {"context", 1, 0, 'c'}, {"heads", 1, 0, 'H'},
-                                         {"batch", 1, 0, 'b'}, {"max-time", 1, 0, 'T'}, {"output", 1, 0, 'o'},
+                                         {"batch", 1, 0, 'b'}, {"max-time", 1, 0, 'T'}, {"no-hold", 0, 0, 'N'}, {"output", 1, 0, 'o'},
                                          {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     dsa_kbench_opts o;
     memset(&o, 0, sizeof o);
@@ -48,6 +49,7 @@ int cmd_kernels(int argc, char **argv)
         case 'T':
             if ((rc = dsa_parse_double(optarg, "--max-time", &o.max_time_s, &e))) return cli_error("kernels", rc, e.msg);
             break;
+        case 'N': o.no_hold = 1; break;
         case 'o': o.out_path = optarg; break;
         default: {
             char msg[160];

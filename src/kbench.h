@@ -21,6 +21,7 @@ typedef struct dsa_kbench_opts {
     int64_t batches[DSA_MAX_LIST];
     int n_batches;
     double max_time_s; /* per case, after the minimum repetitions (default 2) */
+    int no_hold;       /* 1: launch each op on a running stream, its host launch cost inside the events */
     const char *out_path;
     const char *argv;
 } dsa_kbench_opts;

@@ -19,13 +19,15 @@
 // holds, the row is recomputed densely (below). Nothing depends on the data but the speed.
 //
 // Pipeline (one stream, no host sync, graph-capturable once the scratch is reserved):
-//   1. gather_samples: the key rows at topk_core.cuh's kSamples = 4096 sample positions of [0, S)
-//      (S = the first row's length, which every row has), 128 chunks of 32 centred in equal strata,
-//      copied to a small contiguous cache (540 KB; per request in decode).
-//   2. Sample scores: the idx_logits kernel (StoreScores) on that cache -> [rows, 4096] fp32,
-//      ~3% of the main pass's MMA work at 200K.
+//   1. gather_samples: the key rows at m sample positions of [0, S) (topk_core.cuh sample_position;
+//      S = the first row's length, which every row has), m / 32 chunks of 32 centred in equal
+//      strata, copied to a small contiguous cache (<= 540 KB; per request in decode). m =
+//      sample_count: topk_core.cuh's kSamples = 4096, or 2048 where every row still gets a rank
+//      j >= 80 (rows up to ~100K keys for k = 2048).
+//   2. Sample scores: the idx_logits kernel (StoreScores) on that cache -> [rows, m] fp32, ~3% of
+//      the main pass's MMA work at 64K and at 200K.
 //   3. row_thresholds: per row, tau = the exact key of the j-th best sample (topk_core.cuh kth_key),
-//      j = sample_rank(len, k, cap): ~2.5 k keys of the row are expected at or above it.
+//      j = sample_rank(len, k, cap, m): 2.5 k keys of the row, or cap / 2, are expected at or above it.
 //   4. The main pass: the idx_logits kernel on every key with the AppendSurvivors epilogue: a score
 //      >= tau is appended as (score, index) to a list of its own (row, key chunk, consumer lane),
 //      whose length lives in a register: one compare and a predicated store per score, no ballots
@@ -47,19 +49,20 @@
 // Measured on the H200 (ncu, 4096 queries, 32 heads; `dsa-bench kernels -k idx_fused_prefill`):
 //                      64K keys   200K keys
 //   gather_samples        4 us        4 us
-//   sample scores       198         197      (4096 x 4096 pairs)
-//   row_thresholds       45          44
-//   main pass          2612        7686      (idx_logits with every score stored: 2565 / 7728)
-//   select_final        196         231      (200K: one version earlier, lists read one thread each)
-//   fallback, idle       13          13       (one StoreScores launch, one topk; 12.5 us since topk.cu)
-// against the unfused pair's idx_logits + topk of 2565 + 520 / 7728 + 1071 us. The fixed part
-// (~0.45 ms) is what keeps 64K keys behind the pair; it is paid back from ~128K keys up.
-// Next: fewer samples where the row is short enough (2048 keep j >= 160 at 64K), and
-// select_final's loads (170 MB in ~0.2 ms is far from the copy rate).
+//   sample scores       101         198      (4096 x 2048 / 4096 x 4096 pairs)
+//   row_thresholds       35          44
+//   main pass          2601        7722      (idx_logits with every score stored: 2565 / 7728)
+//   select_final        192         193
+//   fallback, idle       12          13       (one StoreScores launch, one topk)
+// against the unfused pair's idx_logits + topk of 2565 + 520 / 7728 + 1071 us. With 4096 samples
+// at 64K the sample scores took 198 us and the thresholds 45 (the pair won there by ~3%).
+// select_final read its lists 8 per warp through registers before it copied them with cp.async:
+// 196 us then, 192 now, so its time is the selection, not the loads.
 //
 // Decode (B requests, one query each) runs the same pipeline with one query per tile (the idx_logits
 // decode kernel shape) and its per-request cache stride.
 #include <cub/block/block_scan.cuh>
+#include <limits.h>
 #include <math.h>
 
 #include "cuda_ops.h"
@@ -191,40 +194,44 @@ template <int QB> struct AppendSurvivors {
 
 // ---- the samples and the thresholds -------------------------------------------------------------
 
-// Block (c, g) copies the kSampleChunkLen key rows of sample chunk c of cache g (cache + g * stride)
-// to dst + g * kSamples * KEY_BYTES, as 4-byte words (key rows are 4-byte aligned): 4 KB per block,
-// ~4 loads per thread, all in flight (one block per cache took ~100 us of dependent loads).
+// Block (c, g) copies the kSampleChunkLen key rows of sample chunk c (of gridDim.x) of cache g
+// (cache + g * stride) to dst + g * m * KEY_BYTES, m = gridDim.x * kSampleChunkLen samples, as
+// 4-byte words (key rows are 4-byte aligned): 4 KB per block, ~4 loads per thread, all in flight
+// (one block per cache took ~100 us of dependent loads).
 constexpr int GATHER_THREADS = 256;
 __global__ void __launch_bounds__(GATHER_THREADS) gather_samples(const uint8_t *__restrict__ cache, size_t stride,
                                                                  int s_len, uint8_t *__restrict__ dst)
 {
     constexpr int kWords = kSampleChunkLen * KEY_WORDS;
+    const size_t m = (size_t)gridDim.x * kSampleChunkLen;
     const uint8_t *src = cache + (size_t)blockIdx.y * stride;
-    uint32_t *d = (uint32_t *)(dst + ((size_t)blockIdx.y * kSamples + (size_t)blockIdx.x * kSampleChunkLen) * KEY_BYTES);
+    uint32_t *d = (uint32_t *)(dst + ((size_t)blockIdx.y * m + (size_t)blockIdx.x * kSampleChunkLen) * KEY_BYTES);
     // the chunk's rows are consecutive keys: one contiguous run of words
-    const uint32_t *s = (const uint32_t *)(src + (size_t)sample_position(blockIdx.x * kSampleChunkLen, s_len) * KEY_BYTES);
+    const uint32_t *s =
+        (const uint32_t *)(src + (size_t)sample_position(blockIdx.x * kSampleChunkLen, s_len, gridDim.x) * KEY_BYTES);
     for (int i = threadIdx.x; i < kWords; i += GATHER_THREADS) d[i] = __ldg(s + i);
 }
 
 constexpr int THR_THREADS = 256;
 constexpr int kFinalCap = 8192; // select_final's candidates in shared memory (64 KB: three blocks per SM)
 
-// thr[r] = tau as a float (threshold_float: never NaN) of row r's j-th best of its kSamples sample
-// scores (sscores + r * kSamples), j = sample_rank(len_r, k, kFinalCap); -inf when j = 0.
+// thr[r] = tau as a float (threshold_float: never NaN) of row r's j-th best of its M sample
+// scores (sscores + r * M), j = sample_rank(len_r, k, kFinalCap, M); -inf when j = 0.
+template <int M>
 __global__ void __launch_bounds__(THR_THREADS) row_thresholds(const float *__restrict__ sscores, long long len0,
                                                               int len_step, int n_keys, int k, float *__restrict__ thr)
 {
     __shared__ SelectShared<THR_THREADS> sh;
-    constexpr int kPer = kSamples / THR_THREADS;
+    constexpr int kPer = M / THR_THREADS;
     const int r = blockIdx.x;
-    const uint32_t rank = sample_rank(row_len(r, n_keys, len0, len_step), k, kFinalCap);
+    const uint32_t rank = sample_rank(row_len(r, n_keys, len0, len_step), k, kFinalCap, M);
     if (!rank) { // uniform over the block
         if (threadIdx.x == 0) thr[r] = -INFINITY;
         return;
     }
     uint32_t key[kPer];
     #pragma unroll
-    for (int u = 0; u < kPer; u++) key[u] = order_key(__ldg(sscores + (size_t)r * kSamples + u * THR_THREADS + threadIdx.x));
+    for (int u = 0; u < kPer; u++) key[u] = order_key(__ldg(sscores + (size_t)r * M + u * THR_THREADS + threadIdx.x));
     const uint32_t tau = kth_key<THR_THREADS, kPer>(sh, key, rank);
     if (threadIdx.x == 0) thr[r] = threshold_float(tau);
 }
@@ -244,6 +251,11 @@ struct FinalArgs {
     int *failed;           // [rows]: 1 = flagged for the dense fallback, else 0 (every row is written)
     unsigned long long *fallback_rows; // the context's running count of flagged rows
 };
+
+__device__ __forceinline__ void cp_async8(void *smem_dst, const void *src)
+{
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(smem_addr(smem_dst)), "l"(src) : "memory");
+}
 
 __global__ void __launch_bounds__(FINAL_THREADS, 3) select_final(const FinalArgs a)
 {
@@ -278,32 +290,21 @@ __global__ void __launch_bounds__(FINAL_THREADS, 3) select_final(const FinalArgs
         return;
     }
     if (tid == 0) a.failed[r] = 0;
-    // candidates -> shared memory, as topk_core's (key, index) pairs; read once: evict-first. The
-    // lists are short (prefill: 64 per key chunk, ~20 entries each at 2.5k per row), so each warp
-    // takes kListsInFlight of them at once, a lane per entry, their loads all in flight (a thread
-    // walking the concatenation took 230 us for 4096 rows, its loads serialised by the list search).
-    constexpr int kListsInFlight = 8, kWarps = FINAL_THREADS / 32;
+    // candidates -> shared memory: every entry of every list copied at once with 8-byte cp.async
+    // (a warp per list, a lane per entry: no registers hold them, so nothing limits the copies in
+    // flight but the memory system), then the score bits turned into topk_core's keys in place.
+    // Keeping the loads in registers allowed 8 lists per warp in flight: 196 us for 4096 rows at
+    // 64K keys (ncu), for ~170 MB.
+    constexpr int kWarps = FINAL_THREADS / 32;
     const int warp = tid >> 5, lane = tid & 31;
     const uint2 *row_lists = a.segs + (size_t)r * a.n_lists * a.cap;
-    for (int l0 = warp * kListsInFlight; l0 < a.n_lists; l0 += kWarps * kListsInFlight) {
-        uint2 e[kListsInFlight];
-        #pragma unroll
-        for (int u = 0; u < kListsInFlight; u++) {
-            const int l = l0 + u;
-            if (l < a.n_lists && lane < list_off[l + 1] - list_off[l]) e[u] = __ldcs(row_lists + (size_t)l * a.cap + lane);
-        }
-        #pragma unroll
-        for (int u = 0; u < kListsInFlight; u++) {
-            const int l = l0 + u;
-            if (l >= a.n_lists) break;
-            const int off = list_off[l], n = list_off[l + 1] - off;
-            if (lane < n) cand[off + lane] = make_uint2(order_key(__uint_as_float(e[u].x)), e[u].y);
-            for (int j = 32 + lane; j < n; j += 32) { // longer lists (decode: one per chunk)
-                const uint2 x = __ldcs(row_lists + (size_t)l * a.cap + j);
-                cand[off + j] = make_uint2(order_key(__uint_as_float(x.x)), x.y);
-            }
-        }
+    for (int l = warp; l < a.n_lists; l += kWarps) {
+        const int off = list_off[l], n = list_off[l + 1] - off;
+        for (int j = lane; j < n; j += 32) cp_async8(cand + off + j, row_lists + (size_t)l * a.cap + j);
     }
+    asm volatile("cp.async.wait_all;\n" ::: "memory");
+    __syncthreads();
+    for (uint32_t j = tid; j < total; j += FINAL_THREADS) cand[j].x = order_key(__uint_as_float(cand[j].x));
     __syncthreads();
     resolve_candidates<FINAL_THREADS>(sh, cand, total, len, k, out);
 }
@@ -316,13 +317,26 @@ struct FusedPlan {
     int groups;                // sample caches: 1 (prefill) or one per request (decode)
     int n_chunks, chunk_tiles; // main pass: key chunks, tiles per chunk
     int n_lists, cap;          // lists per row (n_chunks * lists_per_chunk), capacity of one
+    int samples;               // m: the sample count (sample_count)
     size_t thr_off, failed_off, counts_off, samples_off, sscores_off, big_off, bytes; // scratch layout
 };
 
 size_t align_up(size_t x) { return (x + 255) & ~(size_t)255; }
 
-// s_len: the first row's length (every row has at least it), the range the samples come from.
-FusedPlan make_plan(int rows, int heads, int n_keys, int s_len, int k, bool decode, int sms)
+// The sample count m for rows of at most len_max keys: kSamples, or half of it where that still
+// gives every row a rank j >= kHalfSamplesMinRank. The spread of the threshold's count is ~1/sqrt(j)
+// (topk_core.cuh sample_rank); 83 is the j that kSamples give at 200K keys (capped by kFinalCap / 2
+// expected), so halving where j stays >= 80 accepts no wider spread than the longest rows already
+// do. It halves the sample scores and the threshold selection: at 64K keys j goes from 256 to 128.
+constexpr uint32_t kHalfSamplesMinRank = 80;
+int sample_count(int len_max, int k)
+{
+    return sample_rank(len_max, k, kFinalCap, kSamples / 2) >= kHalfSamplesMinRank ? kSamples / 2 : kSamples;
+}
+
+// s_len: the first row's length (every row has at least it), the range the samples come from;
+// len_max: the longest row's.
+FusedPlan make_plan(int rows, int heads, int n_keys, int s_len, int len_max, int k, bool decode, int sms)
 {
     FusedPlan P = {};
     P.hp = heads <= 16 ? 16 : heads <= 32 ? 32 : 64;
@@ -330,6 +344,7 @@ FusedPlan make_plan(int rows, int heads, int n_keys, int s_len, int k, bool deco
     P.groups = decode ? rows : 1;
     P.dense = heads > 64 || sample_rank(s_len, k, kFinalCap) == 0;
     size_t big = (size_t)rows * (size_t)n_keys * sizeof(float); // dense scores
+    P.samples = P.dense ? 0 : sample_count(len_max, k);
     if (!P.dense) {
         const long long query_tiles = ceil_div(rows, P.qb), key_tiles = ceil_div(n_keys, KEY_TILE);
         long long chunk =
@@ -353,8 +368,8 @@ FusedPlan make_plan(int rows, int heads, int n_keys, int s_len, int k, bool deco
     P.failed_off = align_up(P.thr_off + (size_t)rows * sizeof(float));
     P.counts_off = align_up(P.failed_off + (size_t)rows * sizeof(int));
     P.samples_off = align_up(P.counts_off + (size_t)rows * P.n_lists * sizeof(int));
-    P.sscores_off = align_up(P.samples_off + (P.dense ? 0 : (size_t)P.groups * kSamples * KEY_BYTES));
-    P.big_off = align_up(P.sscores_off + (P.dense ? 0 : (size_t)rows * kSamples * sizeof(float)));
+    P.sscores_off = align_up(P.samples_off + (size_t)P.groups * P.samples * KEY_BYTES);
+    P.big_off = align_up(P.sscores_off + (size_t)rows * P.samples * sizeof(float));
     P.bytes = P.big_off + big;
     return P;
 }
@@ -426,7 +441,8 @@ int run_fused(dsa_cuda_ctx *c, const char *op, const uint8_t *q, const float *w,
 {
     const long long len0 = decode ? (long long)n_keys : (long long)q_pos0 + 1;
     const int len_step = decode ? 0 : 1;
-    const FusedPlan P = make_plan(rows, heads, n_keys, (int)(len0 < n_keys ? len0 : n_keys), k, decode, c->sms);
+    const int len_max = row_len(rows - 1, n_keys, len0, len_step); // rows grow (prefill) or are equal
+    const FusedPlan P = make_plan(rows, heads, n_keys, (int)(len0 < n_keys ? len0 : n_keys), len_max, k, decode, c->sms);
     if (ceil_div(rows, P.qb) > 65535 || (heads > 64 && rows > 65535))
         return dsa_cuda_fail(c, "%s: %d queries is more than one launch covers", op, rows);
     uint8_t *scratch = nullptr;
@@ -455,16 +471,20 @@ int run_fused(dsa_cuda_ctx *c, const char *op, const uint8_t *q, const float *w,
     }
     // 1-3. samples, their scores, each row's threshold
     const int s_len = (int)len0; // sampled plans have len0 <= n_keys
-    gather_samples<<<dim3(kSampleChunks, P.groups), GATHER_THREADS, 0, c->stream>>>(cache, decode ? cache_stride : 0,
-                                                                                   s_len, samples);
+    const int m = P.samples;
+    gather_samples<<<dim3(m / kSampleChunkLen, P.groups), GATHER_THREADS, 0, c->stream>>>(
+        cache, decode ? cache_stride : 0, s_len, samples);
     if (int rc = dsa_cuda_check(c, op)) return rc;
-    const IdxParams smp = {q, w, samples, decode ? (size_t)kSamples * KEY_BYTES : 0, nullptr, 0, rows, heads,
-                           kSamples, kSamples, 0, 0}; // every sample visible to every query
-    const long long s_tiles = kSamples / KEY_TILE;
+    const IdxParams smp = {q, w, samples, decode ? (size_t)m * KEY_BYTES : 0, nullptr, 0, rows, heads,
+                           m, m, 0, 0}; // every sample visible to every query
+    const long long s_tiles = m / KEY_TILE;
     const long long s_chunk = decode ? decode_chunk_tiles(rows, s_tiles, c->sms)
                                      : prefill_chunk_tiles(ceil_div(rows, P.qb), s_tiles, c->sms);
-    if (int rc = launch_store(c, P, decode, smp, sscores, kSamples, s_chunk, op)) return rc;
-    row_thresholds<<<rows, THR_THREADS, 0, c->stream>>>(sscores, len0, len_step, n_keys, k, thr);
+    if (int rc = launch_store(c, P, decode, smp, sscores, (size_t)m, s_chunk, op)) return rc;
+    if (m == kSamples)
+        row_thresholds<kSamples><<<rows, THR_THREADS, 0, c->stream>>>(sscores, len0, len_step, n_keys, k, thr);
+    else
+        row_thresholds<kSamples / 2><<<rows, THR_THREADS, 0, c->stream>>>(sscores, len0, len_step, n_keys, k, thr);
     if (int rc = dsa_cuda_check(c, op)) return rc;
     // 4. survivors of every key
     const AppendSurvivors<1>::Args a1 = {thr, segs, counts, P.n_chunks, P.cap};
@@ -492,8 +512,9 @@ extern "C" size_t dsa_cuda_idx_fused_scratch_bytes(void *ctx, int rows, int head
     const dsa_cuda_ctx *c = (const dsa_cuda_ctx *)ctx;
     if (!c || rows <= 0 || heads <= 0 || n_keys < 0 || k <= 0) return 0;
     // the larger of the two paths: which one runs depends on the first row's length
-    const size_t dense = make_plan(rows, heads, n_keys, 0, k, decode != 0, c->sms).bytes;
-    const size_t sampled = make_plan(rows, heads, n_keys, n_keys, k, decode != 0, c->sms).bytes;
+    // (the most samples: kSamples, for rows that long)
+    const size_t dense = make_plan(rows, heads, n_keys, 0, 0, k, decode != 0, c->sms).bytes;
+    const size_t sampled = make_plan(rows, heads, n_keys, n_keys, INT_MAX, k, decode != 0, c->sms).bytes;
     return dense > sampled ? dense : sampled;
 }
 

@@ -34,22 +34,25 @@ constexpr int kSampleChunkLen = 32;
 constexpr int kSamples = kSampleChunks * kSampleChunkLen;
 constexpr int kMinSampleRank = 64;   // for small k: the j-th sample keeps a relative spread <= 1/8
 
-// The position of sample i (0 <= i < kSamples) in a row of len >= kSamples scores: chunk
-// i / kSampleChunkLen, centred in its stratum, offset i % kSampleChunkLen. Never outside [0, len).
-__host__ __device__ __forceinline__ int sample_position(int i, int len)
+// The position of sample i (0 <= i < chunks * kSampleChunkLen) in a row of len >= that many
+// scores: chunk i / kSampleChunkLen, centred in its stratum (one of `chunks` equal ones), offset
+// i % kSampleChunkLen. Never outside [0, len). topk.cu always takes kSampleChunks; idx_fused takes
+// half as many where the rows are short enough (kernels/idx_fused.cu, sample_count).
+__host__ __device__ __forceinline__ int sample_position(int i, int len, int chunks = kSampleChunks)
 {
-    const long long mid = (2ll * (i / kSampleChunkLen) + 1) * len / (2 * kSampleChunks);  // centre of the stratum
+    const long long mid = (2ll * (i / kSampleChunkLen) + 1) * len / (2 * chunks);  // centre of the stratum
     return (int)(mid - kSampleChunkLen / 2 + i % kSampleChunkLen);
 }
 
-// The sample rank j for a row of len scores (0: do not sample, use the general path). The count
-// of the row at or above the j-th best of m samples is expected near len * j / m; j aims that at
-// 2.5 k (and at >= kMinSampleRank samples), capped so that it stays <= cap / 2, and is refused
-// when the cap leaves less than 1.25 k expected (large k: fallbacks would be common).
-__host__ __device__ __forceinline__ uint32_t sample_rank(int len, int k, int cap)
+// The sample rank j for a row of len scores and m samples (0: do not sample, use the general
+// path). The count of the row at or above the j-th best of m samples is expected near
+// len * j / m; j aims that at 2.5 k (and at >= kMinSampleRank samples), capped so that it stays
+// <= cap / 2, and is refused when the cap leaves less than 1.25 k expected (large k: fallbacks
+// would be common).
+__host__ __device__ __forceinline__ uint32_t sample_rank(int len, int k, int cap, int samples = kSamples)
 {
-    if (len <= cap || len < kSamples) return 0u;
-    const long long m = kSamples, n = len;
+    if (len <= cap || len < samples) return 0u;
+    const long long m = samples, n = len;
     long long j = (5ll * k * m + 2 * n - 1) / (2 * n);  // ceil(2.5 k m / n)
     j = j > kMinSampleRank ? j : kMinSampleRank;
     const long long j_max = (long long)cap * m / (2 * n);
@@ -255,7 +258,7 @@ __device__ void refine_candidates(SelectShared<T> &sh, const uint2 *cand, int n,
 }
 
 // Row r's length when rows grow by len_step: len0 + r * len_step, clipped to [0, ld].
-__device__ __forceinline__ int row_len(int r, int ld, long long len0, int len_step)
+__host__ __device__ __forceinline__ int row_len(int r, int ld, long long len0, int len_step)
 {
     const long long len = len0 + (long long)r * len_step;
     return (int)(len < 0 ? 0 : len > ld ? ld : len);

@@ -22,7 +22,7 @@
  * decreasing, all equal (ties everywhere: the lowest indices win; every candidate list overflows,
  * so the rows are recomputed densely), few distinct keys (heavy ties at the k-th best), and peaks
  * exactly at the sample positions (kernels/topk_core.cuh sample_position: the sampled threshold
- * keeps fewer than k keys, so the rows are recomputed densely). The op's count of recomputed rows
+ * keeps fewer than k keys, or every key, so the rows are recomputed densely). The op's count of recomputed rows
  * (dsa_cuda_idx_fused_fallback_rows) must not move on random data and must move on the peaks.
  * Shapes: 4/20/32/64 heads (padded tiles) and 96/128 (CUDA-core path), key counts off every tile,
  * q_pos0 = 0 (early rows shorter than k) and > 0, first rows shorter and longer than 8192 (the
@@ -78,11 +78,17 @@ static void fill_keys(uint8_t *cache, int n_keys, int s_len, int mode)
         }
         memcpy(row + DSA_IDX_DIM, &scale, 4);
     }
-    if (mode == DATA_PEAKS) /* the middle sample of each of the 128 chunks of 32 (topk_core.cuh) */
-        for (int c = 0; c < 128; c++) {
-            const float hot = 4.0f;
-            memcpy(cache + (size_t)((2LL * c + 1) * s_len / 256) * DSA_IDX_TOKEN_BYTES + DSA_IDX_DIM, &hot, 4);
-        }
+    /* the middle sample of each sample chunk (topk_core.cuh sample_position), for both sample
+     * counts idx_fused uses (kernels/idx_fused.cu sample_count): 128 chunks of 32, or 64. With
+     * 4096 samples and a small k, the threshold is the hot score and only the 192 hot keys pass
+     * (fewer than k); with 2048 samples and k = 2048 the rank is above the 64 hot samples, tau is
+     * the common score and every key passes (more than the selection holds). */
+    if (mode == DATA_PEAKS)
+        for (int chunks = 128; chunks >= 64; chunks /= 2)
+            for (int c = 0; c < chunks; c++) {
+                const float hot = 4.0f;
+                memcpy(cache + (size_t)((2LL * c + 1) * s_len / (2 * chunks)) * DSA_IDX_TOKEN_BYTES + DSA_IDX_DIM, &hot, 4);
+            }
 }
 
 static void poison_out(gpu_env *env, mirror *m)
@@ -440,7 +446,8 @@ int main(void)
         {0, 40, 32, 8300, 8260, 64, DATA_RANDOM, 0, 0, 0},    /* 8261: sampled */
         {0, 4, 32, 3000, 2996, 1000, DATA_RANDOM, 0, 0, 0}, /* large k: a short main pass */
         {0, 37, 32, 3100, 3000, 64, DATA_RANDOM, 0, 4, 0},  /* cache not 16-byte aligned */
-        {0, 16, 32, 40000, 39984, 2048, DATA_RANDOM, 0, 0, 0},
+        {0, 16, 32, 40000, 39984, 2048, DATA_RANDOM, 0, 0, 0},   /* 2048 samples (idx_fused.cu sample_count) */
+        {0, 8, 32, 120000, 119992, 2048, DATA_RANDOM, 0, 0, 0},  /* 4096 samples */
         /* prefill: adversarial */
         {0, 20, 64, 6000, 5980, 64, DATA_INCREASING, 0, 0, 0},   /* every key survives */
         {0, 8, 32, 30000, 29992, 256, DATA_INCREASING, 0, 0, 0}, /* ... past the selection's shared memory */
@@ -457,6 +464,7 @@ int main(void)
         {1, 8, 64, 5000, 0, 64, DATA_RANDOM, 5000 * DSA_IDX_TOKEN_BYTES + 64, 0, 0},
         {1, 8, 32, 20000, 0, 2048, DATA_RANDOM, 0, 0, 1},
         {1, 1, 32, 50000, 0, 2048, DATA_RANDOM, 0, 0, 0},
+        {1, 2, 32, 120000, 0, 2048, DATA_RANDOM, 0, 0, 0},
         {1, 3, 20, 777, 0, 64, DATA_RANDOM, 777 * DSA_IDX_TOKEN_BYTES + 36, 0, 0}, /* request 1 unaligned */
         {1, 2, 128, 777, 0, 64, DATA_RANDOM, 0, 0, 0},                             /* heads > 64 */
         {1, 8, 32, 30000, 0, 256, DATA_INCREASING, 0, 0, 0},

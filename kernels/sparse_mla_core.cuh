@@ -11,10 +11,12 @@
 // selected keys its columns, streamed in chunks of 64 keys gathered by index into shared memory
 // (bf16, 128-byte-swizzled K-major tiles of 64 rows x 64 dims, the canonical wgmma layout).
 // K and V are the same rows: V = the first 512 dims of the gathered tile, read by the tensor
-// cores as an MN-major operand (no copy, no transpose). Block = 3 warpgroups: WG0 and WG1
-// compute (bf16 wgmma, fp32 accumulators), WG2 gathers (cp.async; FP8 rows are dequantised to
-// bf16 in shared memory by WG2 before the compute warpgroups see them). Two stages of 64 keys;
-// WG0 owns the even chunks (stage 0), WG1 the odd ones (stage 1).
+// cores as an MN-major operand (no copy, no transpose). Block = 3 warpgroups (bf16 cache) or 4
+// (FP8): WG0 and WG1 compute (bf16 wgmma, fp32 accumulators), WG2 gathers (cp.async). FP8 rows
+// are dequantised to bf16 in shared memory before the compute warpgroups see them, and that
+// widening (CUDA-core conversions, ~50 cycles per key) is the decode kernel's critical path, so
+// there WG2 gathers and widens dims [0, 256) of every row and WG3 dims [256, 512) and k_pe. Two
+// stages of 64 keys; WG0 owns the even chunks (stage 0), WG1 the odd ones (stage 1).
 //
 // Two compute schedules:
 // - h64 (heads a multiple of 64: one block per 64 heads): FlashMLA's sm90 "seesaw". S = Q K^T
@@ -37,8 +39,10 @@
 //
 // Registers (h64, per compute thread): O 128 + S 32 + P as bf16 A fragments 16 + softmax state
 // and addresses: ptxas fits it in 208 without spills (not in 200); setmaxnreg gives the compute
-// warpgroups 216 and the gather warpgroup 72 (2 x 128 x 216 + 128 x 72 = 64512 of 65536).
-// The narrow kernel needs < 184 (O^T <= 128).
+// warpgroups 216 and the gather warpgroup 72 (2 x 128 x 216 + 128 x 72 = 64512 of 65536), or
+// with two gather warpgroups (FP8) 208 and 48 (65536). 512 threads enter with 128 registers, and
+// ptxas will not compile an instruction naming more operands than that (C7602), so the PV product
+// is issued as two m64n128 halves instead of one m64n256. The narrow kernel needs < 184 (O^T <= 128).
 // Shared memory (h64): Q 72 KB + 2 stages x 72 KB + WG1's P tile 8 KB (WG0's P tile reuses the
 // k_pe tile of stage 0, dead once WG0's S is computed) + 1.3 KB of masks, statistics and
 // barriers + 1 KB alignment slack = 226.3 KB of 227. Narrow: Q N x 1152 B + 2 x 72 KB + P tiles.
@@ -65,15 +69,19 @@ constexpr int kPairKeys = 2 * kChunkKeys; // one loop iteration: WG0's chunk and
 constexpr int kTileBytes = 64 * 128;      // 64 rows x 64 bf16, 128-byte swizzled rows
 constexpr int kTilesQK = kQkDim / 64;     // 9 tiles per 576-dim row block
 constexpr int kStageBytes = kTilesQK * kTileBytes;
-constexpr int kThreads = 384;                                    // WG0, WG1 compute; WG2 gathers
+// WG0, WG1 compute; WG2 gathers (bf16), WG2 and WG3 gather a half of every row each (FP8: the
+// widening to bf16 is the gather's critical path, see run_gather)
+template <bool kFp8> constexpr int block_threads() { return kFp8 ? 512 : 384; }
 constexpr int kBf16RowBytes = kQkDim * 2;                        // 1152
 constexpr int kFp8RowBytes = DSA_MLA_FP8_TOKEN_BYTES;            // 656
 constexpr int kFp8ScaleOff = DSA_KV_LORA;                        // 512: 4 fp32 scales
 constexpr int kFp8PeOff = DSA_KV_LORA + 4 * (DSA_KV_LORA / 128); // 528: 64 bf16 k_pe
 constexpr int kH64Heads = 64;                                    // heads per h64 block: wgmma M
 constexpr int kNarrowMaxHeads = 32; // narrow kernel: N <= 32 keeps O^T at <= 128 fp32/thread
-constexpr int kComputeRegs = 216;   // setmaxnreg split, see the header comment
-constexpr int kGatherRegs = 72;
+// setmaxnreg split, see the header comment: 2 x 128 x 216 + 128 x 72 = 64512 (bf16), and
+// 2 x 128 x 208 + 2 x 128 x 48 = 65536 (FP8) of the 65536 registers
+template <bool kFp8> constexpr int compute_regs() { return kFp8 ? 208 : 216; }
+template <bool kFp8> constexpr int gather_regs() { return kFp8 ? 48 : 72; }
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.69314718055994531f;
 constexpr float kMaxInit = -1e30f; // finite start for running maxima: no inf - inf
@@ -372,6 +380,42 @@ __device__ __forceinline__ void wgmma_ss(float (&d)[128], uint64_t a, uint64_t b
                  : "l"(a), "l"(b), "r"(accumulate), "n"(TA), "n"(TB));
 }
 
+// Half H of an N = 256 accumulator (d[64H, 64H + 64): columns 128H..128H+127) as one m64n128
+// instruction. With 512 threads per block (FP8: two gather warpgroups) the entry register count
+// is 128, and ptxas refuses an instruction whose operands need more than that, whatever setmaxnreg
+// grants the warpgroup afterwards: m64n256 names 128 accumulators.
+template <int TA, int TB, int H>
+__device__ __forceinline__ void wgmma_ss_half(float (&d)[128], uint64_t a, uint64_t b, int accumulate)
+{
+    asm volatile("{\n.reg .pred p;\n"
+                 "setp.ne.b32 p, %66, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+                 "{"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+                 "}, %64, %65, p, 1, 1, %67, %68;\n}\n"
+                 : DSA_WG_ACC64_AT(d, 64 * H)
+                 : "l"(a), "l"(b), "r"(accumulate), "n"(TA), "n"(TB));
+}
+
+template <int TB, int H>
+__device__ __forceinline__ void wgmma_rs_half(float (&d)[128], const uint32_t (&a)[4], uint64_t b, int accumulate)
+{
+    asm volatile("{\n.reg .pred p;\n"
+                 "setp.ne.b32 p, %69, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+                 "{"
+                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+                 "}, {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"
+                 : DSA_WG_ACC64_AT(d, 64 * H)
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate), "n"(TB));
+}
+
 // RS form: A (64 x 16) from registers, per warp the mma.sync A layout (g = lane / 4, q = lane % 4):
 // a[0] = row g, k 2q..2q+1; a[1] = row g + 8; a[2] = row g, k 2q+8..; a[3] = row g + 8, k 2q+8..
 template <int TB>
@@ -587,7 +631,7 @@ __device__ __forceinline__ uint32_t e4m3x2_to_bf16x2(uint32_t two, float s)
 
 // Widen the pieces gather_fp8 copied (same half, same lane mapping) once they have landed,
 // kWidenRows rows per read/write round (more rounds, fewer live registers: the gather
-// warpgroup has kGatherRegs).
+// warpgroup has gather_regs).
 constexpr int kWidenRows = 2;
 __device__ __forceinline__ void widen_fp8(uint32_t stage, int gw, int lane, int half)
 {
@@ -595,7 +639,7 @@ __device__ __forceinline__ void widen_fp8(uint32_t stage, int gw, int lane, int 
     const int pj = half * 16 + (lane & 15);
     const uint32_t tile = stage + (pj >> 2) * kTileBytes + gw * 16 * 128;
     __syncwarp(); // a row's scales were copied by another lane (l & ~3) of this warp
-#pragma unroll 1  // rolled loops keep the gather warpgroup within kGatherRegs
+#pragma unroll 1  // rolled loops keep the gather warpgroups within gather_regs
     for (int b = 0; b < 8 / kWidenRows; b++) {
         uint4 raw[kWidenRows];
         float sc[kWidenRows];
@@ -628,7 +672,7 @@ __device__ __forceinline__ void write_mask(uint8_t *sm, uint32_t mask_off, int s
 
 template <bool kFp8>
 __device__ void run_gather(const SparseMlaParams &p, const BlockWork &w, uint8_t *sm, uint32_t sb, uint32_t stage0,
-                           uint32_t mask_off, Bars bars)
+                           uint32_t mask_off, Bars bars, int half)
 {
     constexpr int kRowBytes = kFp8 ? kFp8RowBytes : kBf16RowBytes;
     const int gw = (threadIdx.x >> 5) & 3, lane = threadIdx.x & 31;
@@ -658,41 +702,48 @@ __device__ void run_gather(const SparseMlaParams &p, const BlockWork &w, uint8_t
             cp_async_arrive(bars.ready(1, 0));
             write_mask(sm, mask_off, 1, gw, lane, tok1);
             mbar_arrive(bars.mask(1));
-        } else {
+        } else if (half == 0) {
+            // WG2: dims [0, 256) of both stages, and the masks. The order of waits and arrivals
+            // keeps the one-warpgroup order's guarantees (each wait comes after every arrival that
+            // preceded it there): stage 0 is widened and handed over before waiting for stage 1
+            // to be freed, which the compute warpgroups may only do after using stage 0.
             mbar_wait(bars.free(0, 0), par);
             gather_fp8(st0, cache, tok0, gw, lane, 0);
-            mbar_wait(bars.free(1, 1), par);
-            gather_fp8(st1, cache, tok1, gw, lane, 1);
-            cp_async_wait<1>();
+            cp_async_wait<0>();
             widen_fp8(st0, gw, lane, 0);
             fence_proxy_async();
             mbar_arrive(bars.ready(0, 0));
-            mbar_wait(bars.free(0, 1), par);
-            gather_fp8(st0, cache, tok0, gw, lane, 1);
-            cp_async_wait<1>();
-            widen_fp8(st1, gw, lane, 1);
-            fence_proxy_async();
-            mbar_arrive(bars.ready(1, 1));
-            mbar_wait(bars.free(1, 0), par);
-            gather_fp8(st1, cache, tok1, gw, lane, 0);
-            cp_async_wait<1>();
-            widen_fp8(st0, gw, lane, 1);
-            fence_proxy_async();
-            mbar_arrive(bars.ready(0, 1));
             write_mask(sm, mask_off, 0, gw, lane, tok0);
             mbar_arrive(bars.mask(0));
+            mbar_wait(bars.free(1, 0), par);
+            gather_fp8(st1, cache, tok1, gw, lane, 0);
             cp_async_wait<0>();
             widen_fp8(st1, gw, lane, 0);
             fence_proxy_async();
             mbar_arrive(bars.ready(1, 0));
             write_mask(sm, mask_off, 1, gw, lane, tok1);
             mbar_arrive(bars.mask(1));
+        } else { // WG3: dims [256, 512) and k_pe, in the one-warpgroup order (stage 1 first)
+            mbar_wait(bars.free(1, 1), par);
+            gather_fp8(st1, cache, tok1, gw, lane, 1);
+            mbar_wait(bars.free(0, 1), par);
+            gather_fp8(st0, cache, tok0, gw, lane, 1);
+            cp_async_wait<1>();
+            widen_fp8(st1, gw, lane, 1);
+            fence_proxy_async();
+            mbar_arrive(bars.ready(1, 1));
+            cp_async_wait<0>();
+            widen_fp8(st0, gw, lane, 1);
+            fence_proxy_async();
+            mbar_arrive(bars.ready(0, 1));
         }
         if (it + 1 < w.iters) { // next pair's rows: indices now, bytes into L2 while this pair computes
             tok0 = load_token(p, w, 2 * it + 2, gw, lane);
             tok1 = load_token(p, w, 2 * it + 3, gw, lane);
-            prefetch_rows<kRowBytes>(cache, tok0);
-            prefetch_rows<kRowBytes>(cache, tok1);
+            if (half == 0) { // one prefetch per row
+                prefetch_rows<kRowBytes>(cache, tok0);
+                prefetch_rows<kRowBytes>(cache, tok1);
+            }
         }
     }
     cp_async_wait_all(); // no copy of this thread still in flight when it exits
@@ -731,14 +782,18 @@ __device__ __forceinline__ void issue_pv_regs(float (&o)[128], const uint32_t (&
 #pragma unroll
     for (int kk = 0; kk < 4; kk++) {
         const uint32_t a[4] = {pa[4 * kk], pa[4 * kk + 1], pa[4 * kk + 2], pa[4 * kk + 3]};
-        wgmma_rs<1>(o, a, desc_mn(v + kk * 2048), 1);
+        wgmma_rs_half<1, 0>(o, a, desc_mn(v + kk * 2048), 1);
+        wgmma_rs_half<1, 1>(o, a, desc_mn(v + 2 * kTileBytes + kk * 2048), 1);
     }
 }
 
 __device__ __forceinline__ void issue_pv_smem(float (&o)[128], uint32_t ptile, uint32_t v)
 {
 #pragma unroll
-    for (int kk = 0; kk < 4; kk++) wgmma_ss<0, 1>(o, desc_k(ptile + kk * 32), desc_mn(v + kk * 2048), 1);
+    for (int kk = 0; kk < 4; kk++) {
+        wgmma_ss_half<0, 1, 0>(o, desc_k(ptile + kk * 32), desc_mn(v + kk * 2048), 1);
+        wgmma_ss_half<0, 1, 1>(o, desc_k(ptile + kk * 32), desc_mn(v + 2 * kTileBytes + kk * 2048), 1);
+    }
 }
 
 // mask: 0 (key present) or -inf, per key of the chunk
@@ -1011,7 +1066,7 @@ __device__ __forceinline__ void h64_epilogue(const SparseMlaParams &p, const Blo
 }
 
 template <bool kFp8>
-__global__ void __launch_bounds__(kThreads, 1) sparse_mla_h64(const __grid_constant__ SparseMlaParams p)
+__global__ void __launch_bounds__(block_threads<kFp8>(), 1) sparse_mla_h64(const __grid_constant__ SparseMlaParams p)
 {
     extern __shared__ uint8_t smem_raw[];
     const uint32_t raw = smem_u32(smem_raw), pad = (1024u - (raw & 1023u)) & 1023u; // swizzle atoms: 1 KB
@@ -1022,11 +1077,11 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_mla_h64(const __grid_const
     if (threadIdx.x == 0) init_bars(bars);
     __syncthreads();
     const int wg = warpgroup_index();
-    if (wg == 2) {
-        setmaxnreg_dec<kGatherRegs>();
-        run_gather<kFp8>(p, w, sm, sb, kH64Stage, kH64Mask, bars);
+    if (wg >= 2) {
+        setmaxnreg_dec<gather_regs<kFp8>()>();
+        run_gather<kFp8>(p, w, sm, sb, kH64Stage, kH64Mask, bars, wg - 2);
     } else {
-        setmaxnreg_inc<kComputeRegs>();
+        setmaxnreg_inc<compute_regs<kFp8>()>();
         load_q(p, w, sb + kH64Q, kTileBytes, kH64Heads, threadIdx.x);
         float o[128], m[2] = {kMaxInit, kMaxInit}, l[2] = {0.0f, 0.0f};
 #pragma unroll
@@ -1218,7 +1273,7 @@ __device__ __forceinline__ void narrow_epilogue(const SparseMlaParams &p, const 
 }
 
 template <int N, bool kFp8>
-__global__ void __launch_bounds__(kThreads, 1) sparse_mla_narrow(const __grid_constant__ SparseMlaParams p)
+__global__ void __launch_bounds__(block_threads<kFp8>(), 1) sparse_mla_narrow(const __grid_constant__ SparseMlaParams p)
 {
     using P = NarrowPlan<N>;
     extern __shared__ uint8_t smem_raw[];
@@ -1230,11 +1285,11 @@ __global__ void __launch_bounds__(kThreads, 1) sparse_mla_narrow(const __grid_co
     if (threadIdx.x == 0) init_bars(bars);
     __syncthreads();
     const int wg = warpgroup_index();
-    if (wg == 2) {
-        setmaxnreg_dec<kGatherRegs>();
-        run_gather<kFp8>(p, w, sm, sb, P::stage, P::mask, bars);
+    if (wg >= 2) {
+        setmaxnreg_dec<gather_regs<kFp8>()>();
+        run_gather<kFp8>(p, w, sm, sb, P::stage, P::mask, bars, wg - 2);
     } else {
-        setmaxnreg_inc<kComputeRegs>();
+        setmaxnreg_inc<compute_regs<kFp8>()>();
         load_q(p, w, sb + P::q, P::q_tile, N, threadIdx.x);
         float o[8][N / 2], m[N / 4], l[N / 4];
 #pragma unroll
@@ -1305,7 +1360,7 @@ inline HeadPlan plan_heads(int heads)
 
 // One launch of kernel K. The shared-memory opt-in is set the first time per kernel and device
 // (so it happens before any graph capture that follows a first, uncaptured call).
-template <auto K>
+template <auto K, int kBlockThreads>
 inline int launch_kernel(dsa_cuda_ctx *c, const char *op, size_t smem, long long blocks, const SparseMlaParams &prm)
 {
     if (smem > c->smem_optin)
@@ -1319,7 +1374,7 @@ inline int launch_kernel(dsa_cuda_ctx *c, const char *op, size_t smem, long long
         if (rc) return rc;
         attr_device = c->device;
     }
-    K<<<(unsigned)blocks, kThreads, smem, c->stream>>>(prm);
+    K<<<(unsigned)blocks, kBlockThreads, smem, c->stream>>>(prm);
     return dsa_cuda_check(c, op);
 }
 
@@ -1330,16 +1385,16 @@ inline int launch_sparse_mla(dsa_cuda_ctx *c, const char *op, SparseMlaParams pr
     prm.head_tile = hp.head_tile;
     prm.head_tiles = hp.head_tiles;
     const long long blocks = (long long)prm.rows * hp.head_tiles * prm.splits;
-    if (hp.h64) return launch_kernel<sparse_mla_h64<kFp8>>(c, op, kH64Bytes, blocks, prm);
+    if (hp.h64) return launch_kernel<sparse_mla_h64<kFp8>, block_threads<kFp8>()>(c, op, kH64Bytes, blocks, prm);
     switch (hp.n_pad) {
     case 8:
-        return launch_kernel<sparse_mla_narrow<8, kFp8>>(c, op, NarrowPlan<8>::bytes, blocks, prm);
+        return launch_kernel<sparse_mla_narrow<8, kFp8>, block_threads<kFp8>()>(c, op, NarrowPlan<8>::bytes, blocks, prm);
     case 16:
-        return launch_kernel<sparse_mla_narrow<16, kFp8>>(c, op, NarrowPlan<16>::bytes, blocks, prm);
+        return launch_kernel<sparse_mla_narrow<16, kFp8>, block_threads<kFp8>()>(c, op, NarrowPlan<16>::bytes, blocks, prm);
     case 24:
-        return launch_kernel<sparse_mla_narrow<24, kFp8>>(c, op, NarrowPlan<24>::bytes, blocks, prm);
+        return launch_kernel<sparse_mla_narrow<24, kFp8>, block_threads<kFp8>()>(c, op, NarrowPlan<24>::bytes, blocks, prm);
     case 32:
-        return launch_kernel<sparse_mla_narrow<32, kFp8>>(c, op, NarrowPlan<32>::bytes, blocks, prm);
+        return launch_kernel<sparse_mla_narrow<32, kFp8>, block_threads<kFp8>()>(c, op, NarrowPlan<32>::bytes, blocks, prm);
     default:
         return dsa_cuda_fail(c, "%s: internal: no kernel for %d padded heads", op, hp.n_pad);
     }

@@ -18,7 +18,7 @@ set key outside bottom center horizontal samplen 1.5
 set title "NEW kernels-h200.h5 / BASE baseline-h200.h5\nmedian time ratio per kernel case (83 matched), sorted\ngrey: the tolerance, max(threshold 5%, noise), as dsa-bench compare judges"
 set ylabel "time NEW / BASE (%)"
 set xrange [-0.8:82.8]
-set yrange [42.3:120.0]
+set yrange [36.1:123.2]
 set format y "%g%%"
 set xtics rotate by 90 right scale 0 font ",9"
 set xlabel "kernel case: name, heads h=, context (tokens), decode batch B="

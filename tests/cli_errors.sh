@@ -66,10 +66,12 @@ expect 2 "unknown model field 'zzz'" models --set zzz=1
 expect 2 "--format: expected text, md, csv or json" report --format xml x.h5
 expect 2 "no report file given" report
 expect 2 "unknown kernel 'foo'" kernels -k foo
+expect 2 "option '--no-hold' takes no value" kernels --no-hold=1
 # runtime errors
 if ! nvidia-smi -L >/dev/null 2>&1; then
   expect 3 "no CUDA GPU" run -m tiny -c 64 -o x.h5
   expect 3 "no CUDA GPU" kernels -k topk_decode
+  expect 3 "no CUDA GPU" kernels --no-hold -k topk_decode
 fi
 expect 3 "cannot create" run --device cpu -m tiny -c 64 -p decode -r 3 --max-time 0.1 -o no/such/dir/x.h5
 expect 3 "cannot open missing.h5" report missing.h5

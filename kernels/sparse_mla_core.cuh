@@ -21,7 +21,7 @@
 // Two compute schedules:
 // - h64 (heads a multiple of 64: one block per 64 heads): FlashMLA's sm90 "seesaw". S = Q K^T
 //   is 64 heads x 64 keys per warpgroup (m64n64k16 x 36); the 512 output dims are split, WG0
-//   owns dims [0, 256), WG1 [256, 512) (m64n256, 128 fp32 accumulators per thread). Each
+//   owns dims [0, 256), WG1 [256, 512) (a 64 x 256 fp32 accumulator, 128 per thread). Each
 //   warpgroup multiplies its own chunk's P (registers) and the other's P (shared memory) by its
 //   half of V; the running row maximum is handed WG0 -> WG1 -> WG0 through shared memory so both
 //   halves of O and both P tiles share one reference. While one warpgroup does its softmax the
@@ -288,7 +288,6 @@ __device__ __forceinline__ uint32_t swz(int r, int c) { return (uint32_t)(r * 12
 #define DSA_WG_ACC12(d) DSA_WG_ACC4_AT(d, 0), DSA_WG_ACC4_AT(d, 4), DSA_WG_ACC4_AT(d, 8)
 #define DSA_WG_ACC16(d) DSA_WG_ACC16_AT(d, 0)
 #define DSA_WG_ACC32(d) DSA_WG_ACC16_AT(d, 0), DSA_WG_ACC16_AT(d, 16)
-#define DSA_WG_ACC128(d) DSA_WG_ACC64_AT(d, 0), DSA_WG_ACC64_AT(d, 64)
 
 // D[64 x N] (+)= A[64 x 16] B[16 x N], bf16 in, fp32 accumulators (the wgmma fragment layout:
 // d[4j + {0,1}] = row 16*warp + lane/4, cols 8j + 2*(lane%4) + {0,1}; d[4j + {2,3}] = row + 8).
@@ -360,26 +359,6 @@ __device__ __forceinline__ void wgmma_ss(float (&d)[32], uint64_t a, uint64_t b,
                  : "l"(a), "l"(b), "r"(accumulate), "n"(TA), "n"(TB));
 }
 
-template <int TA, int TB>
-__device__ __forceinline__ void wgmma_ss(float (&d)[128], uint64_t a, uint64_t b, int accumulate)
-{
-    asm volatile("{\n.reg .pred p;\n"
-                 "setp.ne.b32 p, %130, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 "
-                 "{"
-                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
-                 "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
-                 "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "
-                 "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "
-                 "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
-                 "}, %128, %129, p, 1, 1, %131, %132;\n}\n"
-                 : DSA_WG_ACC128(d)
-                 : "l"(a), "l"(b), "r"(accumulate), "n"(TA), "n"(TB));
-}
-
 // Half H of an N = 256 accumulator (d[64H, 64H + 64): columns 128H..128H+127) as one m64n128
 // instruction. With 512 threads per block (FP8: two gather warpgroups) the entry register count
 // is 128, and ptxas refuses an instruction whose operands need more than that, whatever setmaxnreg
@@ -400,6 +379,8 @@ __device__ __forceinline__ void wgmma_ss_half(float (&d)[128], uint64_t a, uint6
                  : "l"(a), "l"(b), "r"(accumulate), "n"(TA), "n"(TB));
 }
 
+// RS form: A (64 x 16) from registers, per warp the mma.sync A layout (g = lane / 4, q = lane % 4):
+// a[0] = row g, k 2q..2q+1; a[1] = row g + 8; a[2] = row g, k 2q+8..; a[3] = row g + 8, k 2q+8..
 template <int TB, int H>
 __device__ __forceinline__ void wgmma_rs_half(float (&d)[128], const uint32_t (&a)[4], uint64_t b, int accumulate)
 {
@@ -413,28 +394,6 @@ __device__ __forceinline__ void wgmma_rs_half(float (&d)[128], const uint32_t (&
                  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
                  "}, {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"
                  : DSA_WG_ACC64_AT(d, 64 * H)
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate), "n"(TB));
-}
-
-// RS form: A (64 x 16) from registers, per warp the mma.sync A layout (g = lane / 4, q = lane % 4):
-// a[0] = row g, k 2q..2q+1; a[1] = row g + 8; a[2] = row g, k 2q+8..; a[3] = row g + 8, k 2q+8..
-template <int TB>
-__device__ __forceinline__ void wgmma_rs(float (&d)[128], const uint32_t (&a)[4], uint64_t b, int accumulate)
-{
-    asm volatile("{\n.reg .pred p;\n"
-                 "setp.ne.b32 p, %133, 0;\n"
-                 "wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16 "
-                 "{"
-                 "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-                 "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-                 "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-                 "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, "
-                 "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, "
-                 "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, "
-                 "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, "
-                 "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127"
-                 "}, {%128, %129, %130, %131}, %132, p, 1, 1, %134;\n}\n"
-                 : DSA_WG_ACC128(d)
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate), "n"(TB));
 }
 

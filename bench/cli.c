@@ -14,6 +14,19 @@ int cli_error(const char *cmd, int code, const char *msg)
     return code;
 }
 
+int cli_option_error(const char *cmd, int c, const char *arg)
+{
+    char msg[160];
+    const char *eq = strchr(arg, '=');
+    if (c == ':')
+        snprintf(msg, sizeof msg, "option %s needs a value", arg);
+    else if (optopt && !strncmp(arg, "--", 2) && eq) /* a known option without a value, given one */
+        snprintf(msg, sizeof msg, "option '%.*s' takes no value", (int)(eq - arg), arg);
+    else
+        snprintf(msg, sizeof msg, "unknown option '%s'", arg);
+    return cli_error(cmd, 2, msg);
+}
+
 static void usage(FILE *o, int cmd)
 {
     const char *name = cmd == CLI_PLAN ? "plan" : "run";

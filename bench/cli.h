@@ -19,6 +19,9 @@ enum { CLI_PLAN = 1, CLI_RUN = 2 };
 int cli_parse_axes(int argc, char **argv, int cmd, cli_axes *a);
 /* "dsa-bench CMD: msg" on stderr, returns code. */
 int cli_error(const char *cmd, int code, const char *msg);
+/* The getopt_long failure c (':' or '?') on argument arg (argv[optind - 1]): "option X needs a
+ * value", "option 'X' takes no value" or "unknown option 'X'" via cli_error; returns 2. */
+int cli_option_error(const char *cmd, int c, const char *arg);
 
 int cmd_models(int argc, char **argv);
 int cmd_plan(int argc, char **argv);

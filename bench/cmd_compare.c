@@ -36,11 +36,7 @@ int cmd_compare(int argc, char **argv)
             else if (!strcmp(optarg, "json")) format = DSA_FMT_JSON;
             else return cli_error("compare", 2, "--format: expected text, md or json");
             break;
-        default: {
-            char msg[160];
-            snprintf(msg, sizeof msg, c == ':' ? "option %s needs a value" : "unknown option '%s'", argv[optind - 1]);
-            return cli_error("compare", 2, msg);
-        }
+        default: return cli_option_error("compare", c, argv[optind - 1]);
         }
     }
     if (argc - optind != 2) return cli_error("compare", 2, "expected two report files (dsa-bench compare BASE.h5 NEW.h5)");

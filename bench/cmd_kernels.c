@@ -51,15 +51,7 @@ int cmd_kernels(int argc, char **argv)
             break;
         case 'N': o.no_hold = 1; break;
         case 'o': o.out_path = optarg; break;
-        default: {
-            char msg[160];
-            const char *arg = argv[optind - 1];
-            if (c == '?' && optopt && !strncmp(arg, "--", 2) && strchr(arg, '=')) /* --no-hold=1 */
-                snprintf(msg, sizeof msg, "option '%.*s' takes no value", (int)(strchr(arg, '=') - arg), arg);
-            else
-                snprintf(msg, sizeof msg, c == ':' ? "option %s needs a value" : "unknown option '%s'", arg);
-            return cli_error("kernels", 2, msg);
-        }
+        default: return cli_option_error("kernels", c, argv[optind - 1]);
         }
     }
     if (optind < argc) return cli_error("kernels", 2, "unexpected argument");

@@ -18,11 +18,7 @@ int cmd_models(int argc, char **argv)
         }
         if (c == 'm') one = optarg;
         else if (c == 's' && n_sets < 64) sets[n_sets++] = optarg;
-        else {
-            char msg[160];
-            snprintf(msg, sizeof msg, c == ':' ? "option %s needs a value" : "unknown option '%s'", argv[optind - 1]);
-            return cli_error("models", 2, msg);
-        }
+        else return cli_option_error("models", c, argv[optind - 1]);
     }
     if (optind < argc) return cli_error("models", 2, "unexpected argument (use -m MODEL)");
     dsa_model list[16];

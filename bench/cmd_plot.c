@@ -29,11 +29,7 @@ int cmd_plot(int argc, char **argv)
         case 'h': usage(); return 0;
         case 'o': o.out_dir = optarg; break;
         case 'n': o.render = 0; break;
-        default: {
-            char msg[160];
-            snprintf(msg, sizeof msg, c == ':' ? "option %s needs a value" : "unknown option '%s'", argv[optind - 1]);
-            return cli_error("plot", 2, msg);
-        }
+        default: return cli_option_error("plot", c, argv[optind - 1]);
         }
     }
     int n = argc - optind;

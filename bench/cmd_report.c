@@ -27,11 +27,7 @@ int cmd_report(int argc, char **argv)
             side_by_side = 1;
             continue;
         }
-        if (c != 'f') {
-            char msg[160];
-            snprintf(msg, sizeof msg, c == ':' ? "option %s needs a value" : "unknown option '%s'", argv[optind - 1]);
-            return cli_error("report", 2, msg);
-        }
+        if (c != 'f') return cli_option_error("report", c, argv[optind - 1]);
         if (!strcmp(optarg, "text")) format = DSA_FMT_TEXT;
         else if (!strcmp(optarg, "md")) format = DSA_FMT_MD;
         else if (!strcmp(optarg, "csv")) format = DSA_FMT_CSV;

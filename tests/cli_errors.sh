@@ -67,6 +67,7 @@ expect 2 "--format: expected text, md, csv or json" report --format xml x.h5
 expect 2 "no report file given" report
 expect 2 "unknown kernel 'foo'" kernels -k foo
 expect 2 "option '--no-hold' takes no value" kernels --no-hold=1
+expect 2 "option '--no-render' takes no value" plot --no-render=x
 # runtime errors
 if ! nvidia-smi -L >/dev/null 2>&1; then
   expect 3 "no CUDA GPU" run -m tiny -c 64 -o x.h5

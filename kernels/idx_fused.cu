@@ -67,6 +67,7 @@
 
 #include "cuda_ops.h"
 #include "idx_logits_core.cuh"
+#include "smem_optin.cuh"
 #include "topk_core.cuh"
 
 namespace {
@@ -392,16 +393,9 @@ int take_scratch(dsa_cuda_ctx *c, const char *op, size_t bytes, uint8_t **p)
 
 int launch_final(dsa_cuda_ctx *c, const FinalArgs &a, int rows, const char *op)
 {
-    static bool attr_set = false;
     const int smem = kFinalCap * (int)sizeof(uint2);
-    if (!attr_set) {
-        cudaError_t st = cudaFuncSetAttribute(select_final, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-        if (st == cudaSuccess) // three blocks per SM need the whole L1/shared array as shared memory
-            st = cudaFuncSetAttribute(select_final, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                      (int)cudaSharedmemCarveoutMaxShared);
-        if (int rc = dsa_cuda_status(c, st, op)) return rc;
-        attr_set = true;
-    }
+    // three blocks per SM need the whole L1/shared array as shared memory
+    if (int rc = smem_optin<select_final>(c, smem, true, op)) return rc;
     select_final<<<rows, FINAL_THREADS, smem, c->stream>>>(a);
     return dsa_cuda_check(c, op);
 }

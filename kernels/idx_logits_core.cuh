@@ -43,6 +43,7 @@
 #include <stdint.h>
 
 #include "cuda_ops.h"
+#include "smem_optin.cuh"
 
 namespace {
 
@@ -710,13 +711,7 @@ int launch_wgmma(dsa_cuda_ctx *c, const IdxParams &prm, const typename Epi<QB>::
     if (smem > c->smem_optin)
         return dsa_cuda_fail(c, "%s: needs %zu B of shared memory per block, the device allows %zu", op, smem,
                              c->smem_optin);
-    static bool attr_set = false; // per instantiation; the ctx is one device
-    if (!attr_set) {
-        cudaError_t st = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-        int rc = dsa_cuda_status(c, st, op);
-        if (rc) return rc;
-        attr_set = true;
-    }
+    if (int rc = smem_optin<idx_logits_wgmma<HP, QB, STAGES, MIN_BLOCKS, Epi>>(c, smem, false, op)) return rc;
     IdxParams prm2 = prm;
     prm2.chunk_keys = chunk_tiles * KEY_TILE;
     const long long key_tiles = ceil_div(prm.n_keys, KEY_TILE);
@@ -734,11 +729,8 @@ int launch_generic(dsa_cuda_ctx *c, const IdxParams &prm, const char *op)
     if (smem > c->smem_optin)
         return dsa_cuda_fail(c, "%s: heads = %d needs %zu B of shared memory, the device allows %zu", op, prm.heads,
                              smem, c->smem_optin);
-    if (smem > 48 * 1024) {
-        int rc = dsa_cuda_status(
-            c, cudaFuncSetAttribute(idx_logits_generic, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), op);
-        if (rc) return rc;
-    }
+    if (smem > 48 * 1024)
+        if (int rc = smem_optin<idx_logits_generic>(c, smem, false, op)) return rc;
     const dim3 grid((unsigned)ceil_div(prm.n_keys, GENERIC_THREADS), (unsigned)prm.n_q);
     idx_logits_generic<<<grid, GENERIC_THREADS, smem, c->stream>>>(prm);
     return dsa_cuda_check(c, op);

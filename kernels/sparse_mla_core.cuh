@@ -59,6 +59,7 @@
 #include <stdint.h>
 
 #include "cuda_ops.h"
+#include "smem_optin.cuh"
 
 namespace {
 
@@ -1318,7 +1319,8 @@ inline HeadPlan plan_heads(int heads)
 }
 
 // One launch of kernel K. The shared-memory opt-in is set the first time per kernel and device
-// (so it happens before any graph capture that follows a first, uncaptured call).
+// (kernels/smem_optin.cuh; so it happens before any graph capture that follows a first,
+// uncaptured call).
 template <auto K, int kBlockThreads>
 inline int launch_kernel(dsa_cuda_ctx *c, const char *op, size_t smem, long long blocks, const SparseMlaParams &prm)
 {
@@ -1326,13 +1328,7 @@ inline int launch_kernel(dsa_cuda_ctx *c, const char *op, size_t smem, long long
         return dsa_cuda_fail(c, "%s: needs %zu B of shared memory per block, the device allows %zu", op, smem,
                              c->smem_optin);
     if (blocks > 0x7fffffffLL) return dsa_cuda_fail(c, "%s: %lld blocks, more than a grid holds", op, blocks);
-    static int attr_device = -1;
-    if (attr_device != c->device) {
-        int rc =
-            dsa_cuda_status(c, cudaFuncSetAttribute(K, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem), op);
-        if (rc) return rc;
-        attr_device = c->device;
-    }
+    if (int rc = smem_optin<K>(c, smem, false, op)) return rc;
     K<<<(unsigned)blocks, kBlockThreads, smem, c->stream>>>(prm);
     return dsa_cuda_check(c, op);
 }

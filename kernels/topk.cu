@@ -73,6 +73,7 @@
 #include <stdint.h>
 
 #include "cuda_ops.h"
+#include "smem_optin.cuh"
 #include "topk_core.cuh"
 
 namespace {
@@ -494,12 +495,8 @@ template <class Cfg> int launch_rows(dsa_cuda_ctx *c, const float *scores, int r
                                      int k, const int *row_flags, int32_t *out)
 {
     const size_t smem = (size_t)Cfg::kCap * sizeof(uint2);
-    cudaError_t st = cudaFuncSetAttribute(topk_rows_kernel<Cfg>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     // All of the unified L1/shared array as shared memory: kMinBlocks blocks per SM need it.
-    if (st == cudaSuccess)
-        st = cudaFuncSetAttribute(topk_rows_kernel<Cfg>, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                  (int)cudaSharedmemCarveoutMaxShared);
-    if (st != cudaSuccess) return dsa_cuda_status(c, st, "topk: shared memory");
+    if (int rc = smem_optin<topk_rows_kernel<Cfg>>(c, smem, true, "topk: shared memory")) return rc;
     topk_rows_kernel<Cfg><<<rows, Cfg::kThreads, smem, c->stream>>>(scores, ld, len0, len_step, k, row_flags, out);
     return dsa_cuda_check(c, "topk");
 }
@@ -512,8 +509,7 @@ int launch_split(dsa_cuda_ctx *c, const float *scores, int rows, int ld, int len
     int rc = dsa_cuda_scratch(c, (size_t)rows * Cfg::kCap * sizeof(uint2), &list);
     if (rc) return rc;
     const size_t smem = (size_t)Cfg::kCap * sizeof(uint2);
-    cudaError_t st = cudaFuncSetAttribute(topk_split_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-    if (st != cudaSuccess) return dsa_cuda_status(c, st, "topk: shared memory");
+    if (int rc = smem_optin<topk_split_kernel>(c, smem, false, "topk: shared memory")) return rc;
     topk_split_kernel<<<dim3((unsigned)splits, (unsigned)rows), Cfg::kThreads, smem, c->stream>>>(
         scores, ld, len0, len_step, k, splits, (uint2 *)list, (SplitRowState *)c->topk_split_state, out);
     return dsa_cuda_check(c, "topk: split rows");

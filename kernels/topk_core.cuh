@@ -271,21 +271,19 @@ template <int T> __device__ void write_all(int32_t *out, int len, int k)
 }
 
 // The top k of n >= k candidates (key, index) in shared memory, written to out[0..k) in an
-// arbitrary order. Expects a barrier since cand was written and none of sh in use.
+// arbitrary order. Expects a barrier since cand was written and none of sh in use; lo and hi are
+// the lowest and highest key among the candidates this thread saw (any split of them over the
+// threads; 0xFFFFFFFF and 0 for a thread that saw none), so that a caller that already passes over
+// the candidates (idx_fused's select_final converts them in place) saves a pass.
 // The search starts below the bits all candidates share: a candidate set cut at a threshold is
 // narrow (for scores close in value, the top of the key is one sign, one exponent and the first
 // mantissa bits), so an 11-bit digit taken from the top of the key would put them all in one bin.
 // Starting at the highest bit where the lowest and highest key differ, the first digit already
 // spreads them over up to 2048 bins; continuous scores need two digits, ties add index digits.
 template <int T>
-__device__ void resolve_candidates(SelectShared<T> &sh, const uint2 *cand, uint32_t n, int len, int k, int32_t *out)
+__device__ void resolve_candidates_in_range(SelectShared<T> &sh, const uint2 *cand, uint32_t n, uint32_t lo,
+                                            uint32_t hi, int len, int k, int32_t *out)
 {
-    uint32_t lo = 0xFFFFFFFFu, hi = 0u;
-    for (uint32_t j = threadIdx.x; j < n; j += T) {
-        const uint32_t key = cand[j].x;
-        lo = key < lo ? key : lo;
-        hi = key > hi ? key : hi;
-    }
     lo = __reduce_min_sync(0xFFFFFFFFu, lo);
     hi = __reduce_max_sync(0xFFFFFFFFu, hi);
     if ((threadIdx.x & 31) == 0) {
@@ -312,6 +310,19 @@ __device__ void resolve_candidates(SelectShared<T> &sh, const uint2 *cand, uint3
     }
     __syncthreads();
     refine_candidates<T>(sh, cand, (int)n, len, k, out);
+}
+
+// The same, scanning the candidates for their key range first.
+template <int T>
+__device__ void resolve_candidates(SelectShared<T> &sh, const uint2 *cand, uint32_t n, int len, int k, int32_t *out)
+{
+    uint32_t lo = 0xFFFFFFFFu, hi = 0u;
+    for (uint32_t j = threadIdx.x; j < n; j += T) {
+        const uint32_t key = cand[j].x;
+        lo = key < lo ? key : lo;
+        hi = key > hi ? key : hi;
+    }
+    resolve_candidates_in_range<T>(sh, cand, n, lo, hi, len, k, out);
 }
 
 } // namespace

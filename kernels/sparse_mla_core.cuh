@@ -681,6 +681,12 @@ __device__ void run_gather(const SparseMlaParams &p, const BlockWork &w, uint8_t
             widen_fp8(st1, gw, lane, 0);
             fence_proxy_async();
             mbar_arrive(bars.ready(1, 0));
+            // Stage 1's mask is read by WG1, which arrives on free(1, 1) after that read; free(1, 0)
+            // (WG0's) orders it only through WG1's named-barrier hand-off to WG0, a chain that
+            // racecheck does not follow (it reported this write against WG1's read). The wait
+            // should not cost: both compute warpgroups free stage 1 right after their PV products
+            // on it, so WG1's arrival is normally in by the time WG0's was.
+            mbar_wait(bars.free(1, 1), par);
             write_mask(sm, mask_off, 1, gw, lane, tok1);
             mbar_arrive(bars.mask(1));
         } else { // WG3: dims [256, 512) and k_pe, in the one-warpgroup order (stage 1 first)

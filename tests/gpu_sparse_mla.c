@@ -19,6 +19,7 @@
  * 5 x 64 rows, so 2e-3 was too tight); -inf must match exactly. Outputs are poisoned
  * (0xFF: NaN) on the device before each launch, so an element the kernel does not write fails. */
 #include <cuda_runtime_api.h>
+#include <string.h>
 
 #include "gpu_harness.h"
 
@@ -216,35 +217,46 @@ static void argument_checks(gpu_env *env)
     mirror_free(env, &c);
 }
 
-int main(void)
+/* gpu_sparse_mla [prefill|decode]: one kernel's cases only (a sanitizer run of one kernel takes
+ * a fraction of the whole test's time under racecheck); no argument runs everything. */
+int main(int argc, char **argv)
 {
+    const int prefill = argc < 2 || strcmp(argv[1], "prefill") == 0;
+    const int decode = argc < 2 || strcmp(argv[1], "decode") == 0;
+    if (argc > 2 || (!prefill && !decode)) {
+        fprintf(stderr, "usage: gpu_sparse_mla [prefill|decode]\n");
+        return 2;
+    }
     gpu_env env;
     int rc = gpu_env_init(&env);
     if (rc) return rc;
     const float s192 = 1.0f / sqrtf(192.0f), s256 = 1.0f / sqrtf(256.0f);
 
-    /* topk 64: every row count x head count (both kernels), both scales */
-    const int ns[] = {1, 3, 37}, hs[] = {4, 20, 64, 128};
-    for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 4; j++) prefill_case(&env, ns[i], hs[j], 64, (i + j) % 2 ? s192 : s256);
-    /* topk 2048 (32 chunks, -1 tails) and off-tile topk */
-    prefill_case(&env, 3, 128, 2048, s192);
-    prefill_case(&env, 1, 64, 2048, s256);
-    prefill_case(&env, 37, 20, 2048, s192);
-    prefill_case(&env, 3, 4, 2048, s256);
-    prefill_case(&env, 5, 96, 1000, s192); /* narrow, 3 head blocks, partial last chunk */
-    prefill_case(&env, 4, 64, 77, s256);   /* one pair, the odd chunk mostly empty */
-    prefill_case(&env, 3, 16, 0, s192);    /* no keys at all */
-
-    /* decode: split-KV (small B, topk 2048) and single-block paths */
-    const int bs[] = {1, 2, 5}, dh[] = {16, 64, 128};
-    for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 3; j++) {
-            decode_case(&env, bs[i], dh[j], 64, (i + j) % 2 ? s192 : s256);
-            decode_case(&env, bs[i], dh[j], 2048, (i + j) % 2 ? s256 : s192);
-        }
-    decode_case(&env, 3, 20, 1000, s192); /* uneven splits */
-    decode_case(&env, 2, 128, 77, s256);
+    if (prefill) {
+        /* topk 64: every row count x head count (both kernels), both scales */
+        const int ns[] = {1, 3, 37}, hs[] = {4, 20, 64, 128};
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < 4; j++) prefill_case(&env, ns[i], hs[j], 64, (i + j) % 2 ? s192 : s256);
+        /* topk 2048 (32 chunks, -1 tails) and off-tile topk */
+        prefill_case(&env, 3, 128, 2048, s192);
+        prefill_case(&env, 1, 64, 2048, s256);
+        prefill_case(&env, 37, 20, 2048, s192);
+        prefill_case(&env, 3, 4, 2048, s256);
+        prefill_case(&env, 5, 96, 1000, s192); /* narrow, 3 head blocks, partial last chunk */
+        prefill_case(&env, 4, 64, 77, s256);   /* one pair, the odd chunk mostly empty */
+        prefill_case(&env, 3, 16, 0, s192);    /* no keys at all */
+    }
+    if (decode) {
+        /* decode: split-KV (small B, topk 2048) and single-block paths */
+        const int bs[] = {1, 2, 5}, dh[] = {16, 64, 128};
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < 3; j++) {
+                decode_case(&env, bs[i], dh[j], 64, (i + j) % 2 ? s192 : s256);
+                decode_case(&env, bs[i], dh[j], 2048, (i + j) % 2 ? s256 : s192);
+            }
+        decode_case(&env, 3, 20, 1000, s192); /* uneven splits */
+        decode_case(&env, 2, 128, 77, s256);
+    }
 
     argument_checks(&env);
     gpu_env_fini(&env);

@@ -46,18 +46,21 @@
 // (idx_logits' CUDA-core kernel) take the dense path: the unfused pair, every score into scratch
 // and dsa_cuda_topk.
 //
-// Measured on the H200 (ncu, 4096 queries, 32 heads; `dsa-bench kernels -k idx_fused_prefill`):
-//                      64K keys   200K keys
-//   gather_samples        4 us        4 us
-//   sample scores       101         198      (4096 x 2048 / 4096 x 4096 pairs)
-//   row_thresholds       35          44
-//   main pass          2601        7722      (idx_logits with every score stored: 2565 / 7728)
-//   select_final        192         193
-//   fallback, idle       12          13       (one StoreScores launch, one topk)
-// against the unfused pair's idx_logits + topk of 2565 + 520 / 7728 + 1071 us. With 4096 samples
-// at 64K the sample scores took 198 us and the thresholds 45 (the pair won there by ~3%).
-// select_final read its lists 8 per warp through registers before it copied them with cp.async:
-// 196 us then, 192 now, so its time is the selection, not the loads.
+// Measured on the H200 (ncu, 4096 queries; `dsa-bench kernels -k idx_fused_prefill`), in us:
+//                      32 heads        64 heads
+//                      64K    200K     64K    200K   keys
+//   gather_samples        4      4        4      4
+//   sample scores       101    197      178    322    (2048 / 4096 samples)
+//   row_thresholds       35     44       35     45
+//   main pass          2250   6760     4200  12970    (idx_logits storing every score: 2580 / 7650 /
+//                                                      4450 / 13520)
+//   select_final        174    173      173    173
+//   fallback, idle       12     12       15     15    (one StoreScores launch, one topk)
+// against the unfused pair's topk of 520 / 1070 us: idx_fused 2576 / 7190 / 4605 / 13529 us, the pair
+// 3100 / 8720 / 4969 / 14590. The main pass became faster than the plain kernel when its survivor
+// store stopped being a branch (AppendSurvivors::append); before, it was 2.61 / 4.65 ms at 64K.
+// select_final is mostly its selection passes, not its loads (cp.async instead of register loads
+// took it from 196 to 192 us; 512 threads instead of 256 from 187 to 172).
 //
 // Decode (B requests, one query each) runs the same pipeline with one query per tile (the idx_logits
 // decode kernel shape) and its per-request cache stride.

@@ -39,6 +39,7 @@
 
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 
@@ -353,13 +354,28 @@ template <int HP, int QB, int STAGES, int EPI_SMEM> constexpr size_t wgmma_smem_
 //   end(covered_end, lim, ctid)         consumers, after the last tile
 // Keys are chunk-relative to p.cache: key < lim exists, key <= allowed(query) is causal.
 
+// A streamed (evict-first: the keys stay in L2) fp32 store under a predicate, in PTX so that the
+// compiler cannot branch around it (a branch around a store costs a reconvergence before the
+// next tile's .sync.aligned wgmma; see idx_fused.cu AppendSurvivors::append).
+__device__ __forceinline__ void store_score_if(bool pred, float *p, float v)
+{
+    asm volatile("{\n.reg .pred p;\nsetp.ne.u32 p, %0, 0;\n@p st.global.cs.f32 [%1], %2;\n}\n" ::"r"((uint32_t)pred),
+                 "l"(p), "f"(v));
+}
+
 // idx_logits: every score of the chunk is stored, -inf past each query's causal limit.
 template <int QB> struct StoreScores {
     struct Args {};
+    static constexpr int QPL = QB == 1 ? 1 : QB / 4; // queries per lane (QB > 1)
     static constexpr int kSmemBytes = 0;
     const IdxParams &p;
     float *out; // the tile's first score row
     int q0, q_count;
+    // QB > 1, per query of the lane, set once in begin(): its score row, the last key it sees,
+    // and whether it exists (the last query tile may be partial)
+    float *row[QPL];
+    int allowed[QPL];
+    bool real[QPL];
 
     __device__ __forceinline__ StoreScores(const IdxParams &p_, const Args &, int q0_, int q_count_)
         : p(p_), out(p_.scores + (size_t)q0_ * p_.ld), q0(q0_), q_count(q_count_)
@@ -369,7 +385,20 @@ template <int QB> struct StoreScores {
     {
         write_masked(out, p.ld, q_count, chunk_lo, lim, tid, nthreads);
     }
-    __device__ __forceinline__ void begin(int, uint8_t *) const {}
+    __device__ __forceinline__ void begin(int ctid, uint8_t *)
+    {
+        if constexpr (QB > 1) {
+            const int t = ctid & 3;
+            #pragma unroll
+            for (int i = 0; i < QPL; i++) {
+                const int q = t * QPL + i;
+                real[i] = q < q_count;
+                row[i] = out + (size_t)(real[i] ? q : 0) * p.ld;
+                const long long a = p.q_pos0 + (long long)p.q_pos_step * (q0 + q);
+                allowed[i] = (int)(a < INT_MAX ? a : INT_MAX);
+            }
+        }
+    }
     __device__ __forceinline__ void put1(int t, int key_a, int key_b, float v0, float v1, float kscale0, float kscale1,
                                          int lim) const
     {
@@ -380,19 +409,15 @@ template <int QB> struct StoreScores {
             if (key < lim) store_score(out + key, key <= allowed ? v : -INFINITY);
         }
     }
-    template <int QPL>
-    __device__ __forceinline__ void putq(int t, const float (&tot0)[QPL], const float (&tot1)[QPL], float kscale0,
+    template <int N>
+    __device__ __forceinline__ void putq(int, const float (&tot0)[N], const float (&tot1)[N], float kscale0,
                                          float kscale1, int key_a, int key_b, int lim) const
     {
+        static_assert(N == QPL, "queries per lane");
         #pragma unroll
         for (int i = 0; i < QPL; i++) {
-            const int q = t * QPL + i;
-            if (q < q_count) {
-                const long long allowed = p.q_pos0 + (long long)p.q_pos_step * (q0 + q);
-                float *row = out + (size_t)q * p.ld;
-                if (key_a < lim) store_score(row + key_a, key_a <= allowed ? tot0[i] * kscale0 : -INFINITY);
-                if (key_b < lim) store_score(row + key_b, key_b <= allowed ? tot1[i] * kscale1 : -INFINITY);
-            }
+            store_score_if(real[i] && key_a < lim, row[i] + key_a, key_a <= allowed[i] ? tot0[i] * kscale0 : -INFINITY);
+            store_score_if(real[i] && key_b < lim, row[i] + key_b, key_b <= allowed[i] ? tot1[i] * kscale1 : -INFINITY);
         }
     }
     __device__ __forceinline__ void end(int covered_end, int lim, int ctid) const

@@ -50,17 +50,18 @@
 //                      32 heads        64 heads
 //                      64K    200K     64K    200K   keys
 //   gather_samples        4      4        4      4
-//   sample scores       101    197      178    322    (2048 / 4096 samples)
-//   row_thresholds       35     44       35     45
-//   main pass          2250   6760     4200  12970    (idx_logits storing every score: 2580 / 7650 /
-//                                                      4450 / 13520)
-//   select_final        174    173      173    173
-//   fallback, idle       12     12       15     15    (one StoreScores launch, one topk)
-// against the unfused pair's topk of 520 / 1070 us: idx_fused 2576 / 7190 / 4605 / 13529 us, the pair
-// 3100 / 8720 / 4969 / 14590. The main pass became faster than the plain kernel when its survivor
-// store stopped being a branch (AppendSurvivors::append); before, it was 2.61 / 4.65 ms at 64K.
-// select_final is mostly its selection passes, not its loads (cp.async instead of register loads
-// took it from 196 to 192 us; 512 threads instead of 256 from 187 to 172).
+//   sample scores        95    184      169    302    (2048 / 4096 samples)
+//   row_thresholds       35     44       35     44
+//   main pass          2230   6810     4210  12970    (idx_logits storing every score: 2300 / 6910 /
+//                                                      4170 / 12670)
+//   select_final        172    173      173    173
+//   fallback, idle       13     13       15     16    (one StoreScores launch, one topk)
+// against the unfused pair's topk of 520 / 1070 us: idx_fused 2549 / 7228 / 4606 / 13509 us, the pair
+// 2820 / 7980 / 4691 / 13740. The fixed stages cost less than the top-k; at 64 heads the main pass,
+// 1-2% slower than the plain kernel, gives back most of that (the two differ only in the epilogue).
+// Before the survivor store stopped being a branch (AppendSurvivors::append) the main pass took
+// 2.61 / 4.65 ms at 64K. select_final is mostly its selection passes, not its loads (cp.async
+// instead of register loads took it from 196 to 192 us; 512 threads instead of 256 from 187 to 172).
 //
 // Decode (B requests, one query each) runs the same pipeline with one query per tile (the idx_logits
 // decode kernel shape) and its per-request cache stride.

@@ -667,20 +667,18 @@ __device__ void run_gather(const SparseMlaParams &p, const BlockWork &w, uint8_t
             // keeps the one-warpgroup order's guarantees (each wait comes after every arrival that
             // preceded it there): stage 0 is widened and handed over before waiting for stage 1
             // to be freed, which the compute warpgroups may only do after using stage 0.
-            mbar_wait(bars.free(0, 0), par);
-            gather_fp8(st0, cache, tok0, gw, lane, 0);
-            cp_async_wait<0>();
-            widen_fp8(st0, gw, lane, 0);
-            fence_proxy_async();
-            mbar_arrive(bars.ready(0, 0));
+            const auto fill_half0 = [&](int s, uint32_t st, int tok) { // stage s, dims [0, 256)
+                mbar_wait(bars.free(s, 0), par);
+                gather_fp8(st, cache, tok, gw, lane, 0);
+                cp_async_wait<0>();
+                widen_fp8(st, gw, lane, 0);
+                fence_proxy_async();
+                mbar_arrive(bars.ready(s, 0));
+            };
+            fill_half0(0, st0, tok0);
             write_mask(sm, mask_off, 0, gw, lane, tok0);
             mbar_arrive(bars.mask(0));
-            mbar_wait(bars.free(1, 0), par);
-            gather_fp8(st1, cache, tok1, gw, lane, 0);
-            cp_async_wait<0>();
-            widen_fp8(st1, gw, lane, 0);
-            fence_proxy_async();
-            mbar_arrive(bars.ready(1, 0));
+            fill_half0(1, st1, tok1);
             // Stage 1's mask is read by WG1, which arrives on free(1, 1) after that read; free(1, 0)
             // (WG0's) orders it only through WG1's named-barrier hand-off to WG0, a chain that
             // racecheck does not follow (it reported this write against WG1's read). The wait

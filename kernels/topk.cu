@@ -515,8 +515,6 @@ int launch_split(dsa_cuda_ctx *c, const float *scores, int rows, int ld, int len
     return dsa_cuda_check(c, "topk: split rows");
 }
 
-int clip_len(long long len, int ld) { return (int)(len < 0 ? 0 : len > ld ? ld : len); }
-
 // Both entry points: the argument checks, then the path. row_flags (null: every row) keeps the
 // split path out: its blocks hand a row over through counters that every block must reach.
 int topk_select(dsa_cuda_ctx *c, const float *scores, int rows, int ld_scores, int len0, int len_step, int k,
@@ -537,8 +535,8 @@ int topk_select(dsa_cuda_ctx *c, const float *scores, int rows, int ld_scores, i
                              c->smem_optin);
 
     // Lengths are linear in r, so the longest row is the first or the last.
-    const int len_first = clip_len(len0, ld_scores);
-    const int len_last = clip_len((long long)len0 + (long long)(rows - 1) * len_step, ld_scores);
+    const int len_first = row_len(0, ld_scores, len0, len_step);
+    const int len_last = row_len(rows - 1, ld_scores, len0, len_step);
     const int len_max = len_first > len_last ? len_first : len_last;
 
     // Few long rows: split each over several blocks so that the grid fills the GPU.

@@ -433,11 +433,13 @@ struct Bars {
 };
 constexpr int kBarBytes = 80;
 
-__device__ __forceinline__ void init_bars(Bars b)
+// h64: free(0, 1) takes WG0's arrivals too, after its P store into stage 0's k_pe tile (see
+// store_p64 in h64_wg0), so 256.
+__device__ __forceinline__ void init_bars(Bars b, bool h64)
 {
     for (int i = 0; i < 4; i++) {
-        mbar_init(b.base + i * 8, 128);      // ready: one arrival per gather thread
-        mbar_init(b.base + 32 + i * 8, 128); // free: one warpgroup
+        mbar_init(b.base + i * 8, 128); // ready: one arrival per gather thread
+        mbar_init(b.base + 32 + i * 8, h64 && i == 1 ? 256 : 128); // free: one warpgroup
     }
     mbar_init(b.mask(0), 128);
     mbar_init(b.mask(1), 128);
@@ -553,6 +555,11 @@ __device__ __forceinline__ void gather_bf16(uint32_t stage, const uint8_t *cache
 __device__ __forceinline__ void gather_fp8(uint32_t stage, const uint8_t *cache, int tok, int gw, int lane, int half)
 {
     opaque(stage);
+    // These copies overwrite bf16 chunks that other lanes of this warp widened in the previous
+    // pair. free(stage, half) already orders them (each lane arrived on ready after its stores,
+    // and free completes only after the compute warpgroup passed ready), but racecheck does not
+    // follow that chain between two lanes of one warp (it warned, 194K hazards); this makes it direct.
+    __syncwarp();
     const int pj = half * 16 + (lane & 15);
     const uint32_t tile = stage + (pj >> 2) * kTileBytes + gw * 16 * 128;
 #pragma unroll 1
@@ -889,16 +896,17 @@ __device__ __forceinline__ void h64_wg0(const SparseMlaParams &p, const BlockWor
         m[1] = nm.y;
         pack_p64(pa, s, f0, f1);
         // p0 is stage 0's k_pe tile (tile 8), which the gather refills with cp.async every pair.
-        // Racecheck reports these stores against the gather's k_pe cp.async, only in blocks of
-        // >= 2 iterations, i.e. this store of it against the copy of it + 1 (WAW); it is ordered:
-        //   this store -> fence.proxy.async -> bar.arrive kBarP0 -> WG1 bar.sync kBarP0 -> WG1's
-        //   wgmma reads p0 -> wgmma.wait_group 0 -> mbarrier.arrive free(0, 1) (all 128 WG1
-        //   threads) -> the gather's wait on free(0, 1) -> its half-1 copies into stage 0 (tile 8).
-        // The other way, the copy of it lands before this store: the gather arrives on ready(0, 1)
-        // once its copies have landed (cp.async.mbarrier.arrive.noinc; FP8: wait_group, then
-        // arrive), and WG0 waited on ready(0, 1) before the S product that precedes this store.
+        // The copy of it lands before this store: the gather arrives on ready(0, 1) once its
+        // copies have landed (cp.async.mbarrier.arrive.noinc; FP8: wait_group, then arrive), and
+        // WG0 waited on ready(0, 1) before the S product that precedes this store. This store
+        // precedes the copy of it + 1 through WG1 (kBarP0, WG1's wgmma read of p0, WG1's arrival
+        // on free(0, 1), the gather's wait on it), but racecheck does not follow a named barrier
+        // followed by an mbarrier and reported every such pair (WAW); WG0 therefore arrives on
+        // free(0, 1) as well (count 256), a direct edge that costs one arrival per thread per pair
+        // and never delays the gather (WG1 arrives later: after kBarP0 and its PV product).
         store_p64(p0, pa, warp, g, q);
         fence_proxy_async();
+        mbar_arrive(bars.free(0, 1));
         named_arrive(kBarP0, 256);
         named_sync(kBarP1, 256);
 #pragma unroll
@@ -1038,7 +1046,7 @@ __global__ void __launch_bounds__(block_threads<kFp8>(), 1) sparse_mla_h64(const
     const uint32_t sb = raw + pad;
     const BlockWork w = block_work(p);
     const Bars bars{sb + kH64Bars};
-    if (threadIdx.x == 0) init_bars(bars);
+    if (threadIdx.x == 0) init_bars(bars, true);
     __syncthreads();
     const int wg = warpgroup_index();
     if (wg >= 2) {
@@ -1246,7 +1254,7 @@ __global__ void __launch_bounds__(block_threads<kFp8>(), 1) sparse_mla_narrow(co
     const uint32_t sb = raw + pad;
     const BlockWork w = block_work(p);
     const Bars bars{sb + P::bars};
-    if (threadIdx.x == 0) init_bars(bars);
+    if (threadIdx.x == 0) init_bars(bars, false);
     __syncthreads();
     const int wg = warpgroup_index();
     if (wg >= 2) {

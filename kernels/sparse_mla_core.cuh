@@ -48,8 +48,15 @@
 // barriers + 1 KB alignment slack = 226.3 KB of 227. Narrow: Q N x 1152 B + 2 x 72 KB + P tiles.
 //
 // Next optimisations, not done: TMA for the Q load and the output; a persistent grid so a block's
-// prologue (Q load, first gather) overlaps the previous block's epilogue; for the gather-bound
-// narrow kernel, L2 prefetch two pairs ahead (a third 72 KB stage does not fit next to Q).
+// prologue (Q load, first gather) overlaps the previous block's epilogue.
+// Tried and measured slower (ncu, 4096 queries, 20 heads, against this kernel's 2.11 / 2.37 /
+// 2.49 ms at 8K / 64K / 200K keys before the two-chain S above):
+// - the next rows prefetched into L2 two or three pairs ahead instead of one: 2.43 / 2.93 and
+//   2.53 / 3.47 ms at 64K / 200K (64 heads alike);
+// - a narrow bf16 kernel on whole rows, one bulk copy per row (the gather probe's fastest copy,
+//   scripts/probes) read by ldmatrix into register-A wgmma: 2.28 / 2.41 / 2.51 ms, and 1.86 ms
+//   at 8K with the copies left out, so its compute path, not the copies, bounds it. The code
+//   is on the branch exp/narrow-rows-bulk.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -1090,15 +1097,21 @@ __device__ __forceinline__ void narrow_wg(const SparseMlaParams &p, const BlockW
         mbar_wait(bars.ready(wg, 1), par);
         fence_proxy_async();
         wg_fence();
+        // two interleaved accumulator chains (even / odd k-steps): at N <= 32 one m64nNk16 is short,
+        // and a single chain of 36 dependent products measured 1-2% slower (ncu, 20 heads)
+        float s2[N / 2];
 #pragma unroll
         for (int t = 0; t < kTilesQK; t++)
 #pragma unroll
             for (int kk = 0; kk < 4; kk++)
-                wgmma_ss<0, 0>(s, desc_k(st + t * kTileBytes + kk * 32), desc_k(qs + t * P::q_tile + kk * 32),
-                               (t | kk) ? 1 : 0);
+                wgmma_ss<0, 0>(((4 * t + kk) & 1) ? s2 : s, desc_k(st + t * kTileBytes + kk * 32),
+                               desc_k(qs + t * P::q_tile + kk * 32), (4 * t + kk) >= 2 ? 1 : 0);
         wg_commit();
         wg_wait<0>();
         fence_regs(s);
+        fence_regs(s2);
+#pragma unroll
+        for (int i = 0; i < N / 2; i++) s[i] += s2[i];
 
         // chunk maximum per head: the thread's 2 keys, the warp's 16 (shuffles), 4 warps (smem)
         mbar_wait(bars.mask(wg), par);
@@ -1138,10 +1151,11 @@ __device__ __forceinline__ void narrow_wg(const SparseMlaParams &p, const BlockW
         named_sync(kBarWg0 + wg, 128);
 
         wg_fence();
+        // k-steps outer, tiles inner: the 8 accumulators' products interleave
 #pragma unroll
-        for (int t = 0; t < 8; t++)
+        for (int kk = 0; kk < 4; kk++)
 #pragma unroll
-            for (int kk = 0; kk < 4; kk++)
+            for (int t = 0; t < 8; t++)
                 wgmma_ss<1, 0>(o[t], desc_mn(st + t * kTileBytes + kk * 2048), desc_k(pt + kk * 32), 1);
         wg_commit();
         wg_wait<0>();

@@ -122,13 +122,16 @@ int main()
         CK(cudaMalloc(&idx, h.size() * 4));
         CK(cudaMemcpy(idx, h.data(), h.size() * 4, cudaMemcpyHostToDevice));
         const double bytes = (double)Q * TOPK * ROW;
-        struct { const char *name; float ms; } res[8]; int n = 0;
+        struct { const char *name; float ms; } res[10]; int n = 0;
         res[n++] = {"cp.async T=256 R=32 S=4 (1 blk/SM)", time_it(gather_cp<256, 32, 4>, Q, 256, 32 * ROW * 4, cache, idx, 1)};
         res[n++] = {"cp.async T=128 R=32 S=3 (2 blk/SM)", time_it(gather_cp<128, 32, 3>, Q, 128, 32 * ROW * 3, cache, idx, 1)};
         res[n++] = {"cp.async T=512 R=64 S=3 (1 blk/SM)", time_it(gather_cp<512, 64, 3>, Q, 512, 64 * ROW * 3, cache, idx, 1)};
         res[n++] = {"bulk T=128 R=64 S=3 (1 blk/SM)", time_it(gather_bulk<128, 64, 3>, Q, 128, 64 * ROW * 3, cache, idx, 1)};
         res[n++] = {"bulk T=64 R=32 S=4 (1 blk/SM)", time_it(gather_bulk<64, 32, 4>, Q, 64, 32 * ROW * 4, cache, idx, 1)};
         res[n++] = {"bulk T=32 R=16 S=4 (3 blk/SM)", time_it(gather_bulk<32, 16, 4>, Q, 32, 16 * ROW * 4, cache, idx, 1)};
+        // the sparse kernels' capacity: two 64-row stages beside Q, one block per SM
+        res[n++] = {"cp.async T=128 R=64 S=2 (1 blk/SM)", time_it(gather_cp<128, 64, 2>, Q, 128, 64 * ROW * 2, cache, idx, 1)};
+        res[n++] = {"bulk T=128 R=64 S=2 (1 blk/SM)", time_it(gather_bulk<128, 64, 2>, Q, 128, 64 * ROW * 2, cache, idx, 1)};
         for (int i = 0; i < n; i++)
             printf("ctx %6lld  %-36s %8.1f us  %6.2f TB/s\n", L, res[i].name, res[i].ms * 1e3, bytes / (res[i].ms * 1e-3) / 1e12);
         cudaFree(cache); cudaFree(idx);

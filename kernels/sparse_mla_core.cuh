@@ -99,8 +99,6 @@ static_assert(kFp8PeOff + 2 * DSA_ROPE_DIM == kFp8RowBytes, "FP8 MLA row layout"
 enum : int {
     kBarCompute = 1, // both compute warpgroups (256 threads)
     kBarMax0 = 2,    // h64: WG0's row maxima are in shared memory
-    kBarMax1 = 3,    // h64: WG1's row maxima are in shared memory
-    kBarP0 = 4,      // h64: WG0's P tile is in shared memory
     kBarP1 = 5,      // h64: WG1's P tile is in shared memory
     kBarWg0 = 6,     // narrow: WG0 alone (128); WG1 uses kBarWg0 + 1
 };
@@ -166,16 +164,16 @@ __device__ __forceinline__ void named_sync(int id, int n)
 {
     asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
 }
-// The h64 hand-offs (kBarMax0/1, kBarP0/1): the producer arrives, the consumer syncs. bar.arrive
-// orders the producer's earlier shared-memory accesses before everything the consumers do after
-// their matching bar.sync (PTX: they "are performed relative to all threads participating in the
-// barrier"). compute-sanitizer racecheck nevertheless reports hazards across kBarMax1 (every
-// iteration) and kBarP0 (some iterations), where the consumer is usually already waiting when
-// the producer arrives, and none across kBarMax0, where the producer usually arrives first:
-// judged a tool limitation (inferred from the hazard counts; see the comments at WG0's row_max
-// read and store_p64). -DDSA_SPARSE_MLA_RACECHECK turns every hand-off into bar.sync on both
-// sides (same barriers in the same order in both warpgroups: no deadlock; identical results) to
-// check that under racecheck; it costs the seesaw overlap, so never time that build.
+// The h64 hand-offs through named barriers (kBarMax0, kBarP1): the producer arrives, the consumer
+// syncs. bar.arrive orders the producer's earlier shared-memory accesses before everything the
+// consumers do after their matching bar.sync (PTX: they "are performed relative to all threads
+// participating in the barrier"), but compute-sanitizer racecheck reported hazards across such a
+// hand-off whenever the consumer was usually already waiting when the producer arrived (WG1's
+// maxima to WG0 every iteration, WG0's P to WG1 in some): those two hand-offs are mbarriers
+// (Bars::max1, Bars::p0), which racecheck follows, and the production build is racecheck-clean.
+// -DDSA_SPARSE_MLA_RACECHECK still turns the two named hand-offs into bar.sync on both sides
+// (same barriers in the same order in both warpgroups: no deadlock; identical results), a check
+// that they need no more; it costs the seesaw overlap, so never time that build.
 __device__ __forceinline__ void named_arrive(int id, int n)
 {
 #ifdef DSA_SPARSE_MLA_RACECHECK
@@ -431,14 +429,17 @@ __device__ __forceinline__ BlockWork block_work(const SparseMlaParams &p)
 
 // Barriers: ready[stage][half] (gathered; half 0 = tiles 0-3, i.e. dims [0, 256); half 1 =
 // tiles 4-8), free[stage][half] (released by the warpgroup that read it last), mask[stage]
-// (the validity row of the stage). 10 mbarriers, 80 bytes.
+// (the validity row of the stage); h64 only: max1 (WG1's row maxima are in shared memory) and p0
+// (WG0's P tile is), one phase per iteration each. 12 mbarriers, 96 bytes.
 struct Bars {
     uint32_t base;
     __device__ __forceinline__ uint32_t ready(int s, int h) const { return base + (s * 2 + h) * 8; }
     __device__ __forceinline__ uint32_t free(int s, int h) const { return base + 32 + (s * 2 + h) * 8; }
     __device__ __forceinline__ uint32_t mask(int s) const { return base + 64 + s * 8; }
+    __device__ __forceinline__ uint32_t max1() const { return base + 80; }
+    __device__ __forceinline__ uint32_t p0() const { return base + 88; }
 };
-constexpr int kBarBytes = 80;
+constexpr int kBarBytes = 96;
 
 // h64: free(0, 1) takes WG0's arrivals too, after its P store into stage 0's k_pe tile (see
 // store_p64 in h64_wg0), so 256.
@@ -450,6 +451,10 @@ __device__ __forceinline__ void init_bars(Bars b, bool h64)
     }
     mbar_init(b.mask(0), 128);
     mbar_init(b.mask(1), 128);
+    if (h64) {
+        mbar_init(b.max1(), 128); // WG1's threads
+        mbar_init(b.p0(), 128);   // WG0's threads
+    }
     fence_mbar_init();
 }
 
@@ -885,18 +890,16 @@ __device__ __forceinline__ void h64_wg0(const SparseMlaParams &p, const BlockWor
         mbar_arrive(bars.free(0, 0));
 
         // WG1 has folded its chunk's maximum in: rescale to it, hand P over
-        named_sync(kBarMax1, 256);
-        // Ordered, although racecheck reports this read against WG1's row_max write (one hazard
-        // per byte per iteration; see named_arrive). row_max per iteration it, one phase of each
-        // barrier per iteration:
+        mbar_wait(bars.max1(), par);
+        // row_max per iteration it, one phase of each hand-off per iteration:
         //   WG0 writes (q == 0) -> bar.arrive kBarMax0 -> WG1 bar.sync kBarMax0 -> WG1 reads;
-        //   WG1 reads -> __syncwarp -> WG1 writes (q == 0) -> bar.arrive kBarMax1 -> this
-        //   bar.sync -> this read (RAW);
+        //   WG1 reads -> __syncwarp -> WG1 writes (q == 0) -> WG1 arrives on max1 -> this wait
+        //   -> this read (RAW);
         //   this read -> (program order) WG0's write of it + 1 -> kBarMax0 of it + 1 -> WG1's
         //   write of it + 1 (WAR); WG0's q == 0 write of it + 1 after its quad's reads of it:
         //   kBarP1 (bar.sync by all of WG0) lies between.
-        // Phases cannot slip: WG1 arrives on kBarMax1 of it + 1 only after kBarMax0 of it + 1,
-        // which WG0 arrives on only after passing kBarMax1 of it.
+        // Phases cannot slip: WG1 arrives on max1 of it + 1 only after kBarMax0 of it + 1, which
+        // WG0 arrives on only after passing max1 of it (p0 and kBarP1 alike).
         const float2 nm = row_max[tid >> 2];
         const float f0 = ex2(m[0] - nm.x), f1 = ex2(m[1] - nm.y);
         m[0] = nm.x;
@@ -906,15 +909,15 @@ __device__ __forceinline__ void h64_wg0(const SparseMlaParams &p, const BlockWor
         // The copy of it lands before this store: the gather arrives on ready(0, 1) once its
         // copies have landed (cp.async.mbarrier.arrive.noinc; FP8: wait_group, then arrive), and
         // WG0 waited on ready(0, 1) before the S product that precedes this store. This store
-        // precedes the copy of it + 1 through WG1 (kBarP0, WG1's wgmma read of p0, WG1's arrival
-        // on free(0, 1), the gather's wait on it), but racecheck does not follow a named barrier
-        // followed by an mbarrier and reported every such pair (WAW); WG0 therefore arrives on
-        // free(0, 1) as well (count 256), a direct edge that costs one arrival per thread per pair
-        // and never delays the gather (WG1 arrives later: after kBarP0 and its PV product).
+        // precedes the copy of it + 1 through WG1 (p0, WG1's wgmma read of p0, WG1's arrival on
+        // free(0, 1), the gather's wait on it), but racecheck did not follow that chain and
+        // reported every such pair (WAW); WG0 therefore arrives on free(0, 1) as well (count
+        // 256), a direct edge that costs one arrival per thread per pair and never delays the
+        // gather (WG1 arrives later: after p0 and its PV product).
         store_p64(p0, pa, warp, g, q);
         fence_proxy_async();
         mbar_arrive(bars.free(0, 1));
-        named_arrive(kBarP0, 256);
+        mbar_arrive(bars.p0());
         named_sync(kBarP1, 256);
 #pragma unroll
         for (int j = 0; j < 32; j++) {
@@ -984,15 +987,15 @@ __device__ __forceinline__ void h64_wg1(const SparseMlaParams &p, const BlockWor
         const float2 ref = row_max[tid >> 2];
         softmax64(s, o, pa, m, l, ref.x, ref.y, p.scale_log2);
         __syncwarp(); // the row's 4 lanes have read row_max before lane q == 0 overwrites it
-        // WG0 reads this after kBarMax1 (racecheck reports the pair; ordered, see h64_wg0)
-        if (q == 0) row_max[tid >> 2] = make_float2(m[0], m[1]);
-        named_arrive(kBarMax1, 256);
+        if (q == 0) row_max[tid >> 2] = make_float2(m[0], m[1]); // WG0 reads it after max1
+        mbar_arrive(bars.max1());
 
         wg_fence();
         issue_pv_regs(o, pa, st1 + 4 * kTileBytes); // own P x V(stage 1, dims 256-511)
         wg_commit();
         store_p64(p1, pa, warp, g, q);
-        named_sync(kBarP0, 256);
+        mbar_wait(bars.p0(), par); // WG0's P
+        wg_fence();                // after the wait loop (else ptxas injects one, C7519)
         issue_pv_smem(o, p0, st0 + 4 * kTileBytes); // WG0's P x V(stage 0, dims 256-511)
         wg_commit();
         fence_proxy_async();

@@ -50,13 +50,13 @@
 // Next optimisations, not done: TMA for the Q load and the output; a persistent grid so a block's
 // prologue (Q load, first gather) overlaps the previous block's epilogue.
 // Tried and measured slower (ncu, 4096 queries, 20 heads, against this kernel's 2.11 / 2.37 /
-// 2.49 ms at 8K / 64K / 200K keys before the two-chain S above):
+// 2.49 ms at 8K / 64K / 200K keys before the two-chain S of narrow_wg):
 // - the next rows prefetched into L2 two or three pairs ahead instead of one: 2.43 / 2.93 and
 //   2.53 / 3.47 ms at 64K / 200K (64 heads alike);
 // - a narrow bf16 kernel on whole rows, one bulk copy per row (the gather probe's fastest copy,
 //   scripts/probes) read by ldmatrix into register-A wgmma: 2.28 / 2.41 / 2.51 ms, and 1.86 ms
 //   at 8K with the copies left out, so its compute path, not the copies, bounds it. The code
-//   is on the branch exp/narrow-rows-bulk.
+//   is in scripts/probes/narrow_rows_bulk.patch (git am on 93b450d).
 #pragma once
 
 #include <cuda_bf16.h>

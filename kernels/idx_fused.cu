@@ -141,7 +141,7 @@ template <int QB> struct AppendSurvivors {
             const int q = QB == 1 ? 0 : t * QPL + i;
             const bool real = q < q_count;
             thr[i] = real ? a.thr[q0 + q] : INFINITY;
-            last[i] = real ? (int)min(p.q_pos0 + (long long)p.q_pos_step * (q0 + q), lim - 1) : -1;
+            last[i] = real ? (int)min(p.allowed(q0 + q), lim - 1) : -1;
             dst[i] = a.segs + (real ? list(q, QB == 1 ? 0 : lane_list(ctid)) : 0);
             len[i] = 0;
         }

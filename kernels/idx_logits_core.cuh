@@ -101,6 +101,8 @@ struct IdxParams {
     int chunk_keys;           // keys per block (multiple of KEY_TILE)
     const int *row_flags;     // null, or [n_q]: only tiles holding a query with a non-zero flag run
                               // (idx_fused.cu recomputes the rows whose sampled selection failed)
+    // the causal limit: query i sees keys s <= allowed(i)
+    __device__ __forceinline__ long long allowed(int i) const { return q_pos0 + (long long)q_pos_step * i; }
 };
 
 // Grid order. Prefill tiles (QB > 1): x = query tile, y = key chunk, so the ~132 blocks resident
@@ -394,7 +396,7 @@ template <int QB> struct StoreScores {
                 const int q = t * QPL + i;
                 real[i] = q < q_count;
                 row[i] = out + (size_t)(real[i] ? q : 0) * p.ld;
-                const long long a = p.q_pos0 + (long long)p.q_pos_step * (q0 + q);
+                const long long a = p.allowed(q0 + q);
                 allowed[i] = (int)(a < INT_MAX ? a : INT_MAX);
             }
         }
@@ -405,8 +407,7 @@ template <int QB> struct StoreScores {
         if (t < 2) { // lane t = 0 writes row g, t = 1 row g + 8
             const int key = t ? key_b : key_a;
             const float v = t ? v1 * kscale1 : v0 * kscale0;
-            const long long allowed = p.q_pos0 + (long long)p.q_pos_step * q0;
-            if (key < lim) store_score(out + key, key <= allowed ? v : -INFINITY);
+            if (key < lim) store_score(out + key, key <= p.allowed(q0) ? v : -INFINITY);
         }
     }
     template <int N>
@@ -466,8 +467,7 @@ __global__ void __launch_bounds__(block_threads(HP * QB), MIN_BLOCKS)
     const int q_count = min(QB, p.n_q - q0);
     const uint8_t *cache = p.cache + (size_t)tile * p.cache_tile_stride;
     Epi<QB> epi(p, epi_args, q0, q_count);
-    const long long last_allowed = p.q_pos0 + (long long)p.q_pos_step * (q0 + q_count - 1);
-    const int kend = (int)min((long long)p.n_keys, last_allowed + 1); // keys any query of the tile sees
+    const int kend = (int)min((long long)p.n_keys, p.allowed(q0 + q_count - 1) + 1); // keys any query of the tile sees
     const int chunk_lo = grid_chunk<QB>() * p.chunk_keys;
     const int lim = (int)min((long long)chunk_lo + p.chunk_keys, (long long)p.n_keys);
 
@@ -681,7 +681,7 @@ __global__ void __launch_bounds__(GENERIC_THREADS) idx_logits_generic(const IdxP
     const int key = blockIdx.x * blockDim.x + threadIdx.x;
     if (key >= p.n_keys) return;
     float *dst = p.scores + (size_t)qi * p.ld + key;
-    if (key > p.q_pos0 + (long long)p.q_pos_step * qi) {
+    if (key > p.allowed(qi)) {
         *dst = -INFINITY;
         return;
     }

@@ -459,8 +459,9 @@ int run_fused(dsa_cuda_ctx *c, const char *op, const uint8_t *q, const float *w,
 {
     const long long len0 = decode ? (long long)n_keys : (long long)q_pos0 + 1;
     const int len_step = decode ? 0 : 1;
-    const int len_max = row_len(rows - 1, n_keys, len0, len_step); // rows grow (prefill) or are equal
-    const FusedPlan P = make_plan(rows, heads, n_keys, (int)(len0 < n_keys ? len0 : n_keys), len_max, k, decode, c->sms);
+    // rows grow (prefill) or are equal: the first is the shortest, the last the longest
+    const int len_first = row_len(0, n_keys, len0, len_step), len_max = row_len(rows - 1, n_keys, len0, len_step);
+    const FusedPlan P = make_plan(rows, heads, n_keys, len_first, len_max, k, decode, c->sms);
     if (ceil_div(rows, P.qb) > 65535 || (heads > 64 && rows > 65535))
         return dsa_cuda_fail(c, "%s: %d queries is more than one launch covers", op, rows);
     uint8_t *scratch = nullptr;
@@ -488,7 +489,7 @@ int run_fused(dsa_cuda_ctx *c, const char *op, const uint8_t *q, const float *w,
         return dsa_cuda_topk(c, scores, rows, n_keys, (int)len0, len_step, k, out);
     }
     // 1-3. samples, their scores, each row's threshold
-    const int s_len = (int)len0; // sampled plans have len0 <= n_keys
+    const int s_len = len_first; // the range the samples come from (the plan took it as such)
     const int m = P.samples;
     gather_samples<<<dim3(m / kSampleChunkLen, P.groups), GATHER_THREADS, 0, c->stream>>>(
         cache, decode ? cache_stride : 0, s_len, samples);

@@ -699,8 +699,9 @@ __device__ void run_gather(const SparseMlaParams &p, const BlockWork &w, uint8_t
             mbar_arrive(bars.mask(0));
             fill_half0(1, st1, tok1);
             // Stage 1's mask is read by WG1, which arrives on free(1, 1) after that read; free(1, 0)
-            // (WG0's) orders it only through WG1's named-barrier hand-off to WG0, a chain that
-            // racecheck does not follow (it reported this write against WG1's read). The wait
+            // (WG0's) orders it only through WG1's hand-off to WG0 (then a named barrier, now the
+            // max1 mbarrier) and WG0's arrival, a chain that racecheck did not follow (it reported
+            // this write against WG1's read). The wait
             // should not cost: both compute warpgroups free stage 1 right after their PV products
             // on it, so WG1's arrival is normally in by the time WG0's was.
             mbar_wait(bars.free(1, 1), par);
@@ -1369,16 +1370,13 @@ inline int launch_sparse_mla(dsa_cuda_ctx *c, const char *op, SparseMlaParams pr
     prm.head_tile = hp.head_tile;
     prm.head_tiles = hp.head_tiles;
     const long long blocks = (long long)prm.rows * hp.head_tiles * prm.splits;
-    if (hp.h64) return launch_kernel<sparse_mla_h64<kFp8>, block_threads<kFp8>()>(c, op, kH64Bytes, blocks, prm);
+    constexpr int kThreads = block_threads<kFp8>();
+    if (hp.h64) return launch_kernel<sparse_mla_h64<kFp8>, kThreads>(c, op, kH64Bytes, blocks, prm);
     switch (hp.n_pad) {
-    case 8:
-        return launch_kernel<sparse_mla_narrow<8, kFp8>, block_threads<kFp8>()>(c, op, NarrowPlan<8>::bytes, blocks, prm);
-    case 16:
-        return launch_kernel<sparse_mla_narrow<16, kFp8>, block_threads<kFp8>()>(c, op, NarrowPlan<16>::bytes, blocks, prm);
-    case 24:
-        return launch_kernel<sparse_mla_narrow<24, kFp8>, block_threads<kFp8>()>(c, op, NarrowPlan<24>::bytes, blocks, prm);
-    case 32:
-        return launch_kernel<sparse_mla_narrow<32, kFp8>, block_threads<kFp8>()>(c, op, NarrowPlan<32>::bytes, blocks, prm);
+    case 8: return launch_kernel<sparse_mla_narrow<8, kFp8>, kThreads>(c, op, NarrowPlan<8>::bytes, blocks, prm);
+    case 16: return launch_kernel<sparse_mla_narrow<16, kFp8>, kThreads>(c, op, NarrowPlan<16>::bytes, blocks, prm);
+    case 24: return launch_kernel<sparse_mla_narrow<24, kFp8>, kThreads>(c, op, NarrowPlan<24>::bytes, blocks, prm);
+    case 32: return launch_kernel<sparse_mla_narrow<32, kFp8>, kThreads>(c, op, NarrowPlan<32>::bytes, blocks, prm);
     default:
         return dsa_cuda_fail(c, "%s: internal: no kernel for %d padded heads", op, hp.n_pad);
     }
